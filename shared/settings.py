@@ -1,0 +1,357 @@
+"""The app's one typed settings object.
+
+Read from app settings / environment once, validated with errors that name the setting and say what is
+wrong. The names are part of the product's interface and are documented in the README settings table;
+`tests/test_settings_documented.py` keeps the table and this module in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from shared.caches import register_cache_reset
+from shared.errors import ConfigurationError
+
+AuthMode = Literal["application", "user", "legacy"]
+AUTH_MODES: tuple[AuthMode, ...] = ("application", "user", "legacy")
+
+MDA_RESOURCE_APP_ID = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
+
+# Documented tenant API host suffixes (mcas-api.md §1). The generic portal host is refused on purpose:
+# it round-robins across regions and answers with spurious 401s.
+API_HOST_SUFFIXES: dict[str, str] = {
+    ".portal.cloudappsecurity.com": "commercial",
+    ".portal.cloudappsecurity.us": "gcc-high",
+    ".portal.cloudappsecuritygov.com": "gcc",
+}
+GENERIC_API_HOSTS = frozenset(
+    {"portal.cloudappsecurity.com", "portal.cloudappsecurity.us", "portal.cloudappsecuritygov.com"}
+)
+AUTHORITY_HOSTS: dict[str, str] = {
+    "login.microsoftonline.com": "commercial / GCC",
+    "login.microsoftonline.us": "GCC High / DoD",
+}
+KEY_VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn")
+
+DEFAULTS: dict[str, str] = {
+    "MCAS_AUTH_MODE": "application",
+    "MCAS_AUTHORITY_HOST": "https://login.microsoftonline.com",
+    "MCAS_CLIENT_SECRET_NAME": "mcas-client-secret",
+    "MCAS_LEGACY_TOKEN_NAME": "mcas-api-token",
+    "MCAS_RATE_LIMIT_PER_MINUTE": "30",
+    "MCAS_ALLOW_LOOPBACK": "false",
+    "MCAS_TENANT_NAME": "default",
+}
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 - the only hosts `MCAS_ALLOW_LOOPBACK` opens up."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_url(name: str, value: str, *, allow_loopback: bool) -> tuple[str, str]:
+    """Split and check an https URL; return (normalised origin, path)."""
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host:
+        raise ConfigurationError(name, f"must be an https:// URL with a host, got {value!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(name, "must not carry a query, fragment or user info")
+    if is_loopback_host(host) and not allow_loopback:
+        raise ConfigurationError(
+            name, f"loopback host {host!r} is only accepted when MCAS_ALLOW_LOOPBACK=true (local development)"
+        )
+    origin = f"https://{parts.netloc.lower()}"
+    return origin, parts.path.rstrip("/")
+
+
+def validate_api_url(value: str, *, allow_loopback: bool, name: str = "MCAS_API_URL") -> str:
+    """Normalise a tenant API URL to its origin (`https://<tenant>.<region>.portal.cloudappsecurity.com`)."""
+    origin, path = _https_url(name, value, allow_loopback=allow_loopback)
+    if path not in ("", "/api"):
+        raise ConfigurationError(name, f"must be the tenant URL without a path (optionally ending in /api), got {path!r}")
+    host = urlsplit(origin).hostname or ""
+    if is_loopback_host(host):
+        return origin
+    if host in GENERIC_API_HOSTS:
+        raise ConfigurationError(
+            name,
+            "use your tenant's own API URL (Defender portal > Settings > Cloud Apps > System > About), not the "
+            "generic portal host, which is slower and gives spurious 401s",
+        )
+    if not any(host.endswith(suffix) for suffix in API_HOST_SUFFIXES):
+        allowed = ", ".join(f"*{s}" for s in API_HOST_SUFFIXES)
+        raise ConfigurationError(name, f"host {host!r} is not a Defender for Cloud Apps API host ({allowed})")
+    return origin
+
+
+def validate_authority_host(value: str, *, allow_loopback: bool) -> str:
+    name = "MCAS_AUTHORITY_HOST"
+    origin, path = _https_url(name, value, allow_loopback=allow_loopback)
+    if path:
+        raise ConfigurationError(name, "must be the authority host only, e.g. https://login.microsoftonline.com")
+    host = urlsplit(origin).hostname or ""
+    if not is_loopback_host(host) and host not in AUTHORITY_HOSTS:
+        raise ConfigurationError(name, f"host {host!r} is not a known Entra ID authority ({', '.join(AUTHORITY_HOSTS)})")
+    return origin
+
+
+def validate_key_vault_url(value: str, *, allow_loopback: bool) -> str:
+    name = "MCAS_KEY_VAULT_URL"
+    origin, path = _https_url(name, value, allow_loopback=allow_loopback)
+    if path:
+        raise ConfigurationError(name, "must be the vault URL only, e.g. https://my-vault.vault.azure.net")
+    host = urlsplit(origin).hostname or ""
+    if not is_loopback_host(host) and not host.endswith(KEY_VAULT_SUFFIXES):
+        raise ConfigurationError(name, f"host {host!r} is not a Key Vault host ({', '.join(KEY_VAULT_SUFFIXES)})")
+    return origin
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(name, f"must be true or false, got {value!r}")
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(name, f"must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(name, f"must be greater than zero, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    """One Defender for Cloud Apps tenant the app works for (several for MSSPs)."""
+
+    name: str
+    api_url: str
+    tenant_id: str
+    client_id: str
+    auth_mode: AuthMode = "application"
+    client_secret_name: str = DEFAULTS["MCAS_CLIENT_SECRET_NAME"]
+    client_certificate_name: str | None = None
+    legacy_token_name: str = DEFAULTS["MCAS_LEGACY_TOKEN_NAME"]
+    rate_limit_per_minute: int = 30
+
+    @property
+    def authority_tenant(self) -> str:
+        return self.tenant_id
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """`AzureWebJobsStorage`: a connection string locally, identity-based service URIs in Azure."""
+
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    credential: str | None = None  # "managedidentity" when identity-based
+    client_id: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.connection_string or self.queue_service_uri)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build with `Settings.from_env()`; tests pass their own mapping."""
+
+    tenants: tuple[TenantProfile, ...]
+    authority_host: str
+    key_vault_url: str | None
+    allow_loopback: bool
+    storage: StorageSettings
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def default_tenant(self) -> TenantProfile:
+        return self.tenants[0]
+
+    def tenant(self, name: str) -> TenantProfile:
+        for profile in self.tenants:
+            if profile.name == name:
+                return profile
+        raise ConfigurationError("MCAS_TENANT_PROFILES", f"no tenant profile named {name!r}")
+
+    @property
+    def verify_key_vault_challenge_resource(self) -> bool:
+        """Relaxed only for a loopback vault in explicit loopback development mode."""
+        if not self.key_vault_url:
+            return True
+        host = urlsplit(self.key_vault_url).hostname or ""
+        return not (self.allow_loopback and is_loopback_host(host))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """Raw access for settings owned by a single feature module (validated there)."""
+        value = self.extra.get(name)
+        return value if value not in (None, "") else default
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+
+        def read(name: str) -> str:
+            return (env.get(name) or DEFAULTS.get(name, "")).strip()
+
+        allow_loopback = _bool("MCAS_ALLOW_LOOPBACK", read("MCAS_ALLOW_LOOPBACK"))
+        authority_host = validate_authority_host(read("MCAS_AUTHORITY_HOST"), allow_loopback=allow_loopback)
+        vault = read("MCAS_KEY_VAULT_URL")
+        key_vault_url = validate_key_vault_url(vault, allow_loopback=allow_loopback) if vault else None
+
+        base = _profile_from_mapping(
+            {
+                "name": read("MCAS_TENANT_NAME"),
+                "api_url": read("MCAS_API_URL"),
+                "tenant_id": read("MCAS_TENANT_ID"),
+                "client_id": read("MCAS_CLIENT_ID"),
+                "auth_mode": read("MCAS_AUTH_MODE"),
+                "client_secret_name": read("MCAS_CLIENT_SECRET_NAME"),
+                "client_certificate_name": read("MCAS_CLIENT_CERTIFICATE_NAME"),
+                "legacy_token_name": read("MCAS_LEGACY_TOKEN_NAME"),
+                "rate_limit_per_minute": read("MCAS_RATE_LIMIT_PER_MINUTE"),
+            },
+            setting_prefix="MCAS_",
+            allow_loopback=allow_loopback,
+            required=not env.get("MCAS_TENANT_PROFILES"),
+        )
+        tenants = _tenant_profiles(env.get("MCAS_TENANT_PROFILES", ""), base, allow_loopback=allow_loopback)
+        if key_vault_url is None:
+            raise ConfigurationError("MCAS_KEY_VAULT_URL", "is required: the app reads its API credentials from Key Vault")
+        return cls(
+            tenants=tenants,
+            authority_host=authority_host,
+            key_vault_url=key_vault_url,
+            allow_loopback=allow_loopback,
+            storage=_storage_settings(env),
+            extra=env,
+        )
+
+
+_PROFILE_KEYS = {
+    "name": "TENANT_NAME",
+    "api_url": "API_URL",
+    "tenant_id": "TENANT_ID",
+    "client_id": "CLIENT_ID",
+    "auth_mode": "AUTH_MODE",
+    "client_secret_name": "CLIENT_SECRET_NAME",
+    "client_certificate_name": "CLIENT_CERTIFICATE_NAME",
+    "legacy_token_name": "LEGACY_TOKEN_NAME",
+    "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
+}
+
+
+def _profile_from_mapping(
+    raw: Mapping[str, object], *, setting_prefix: str, allow_loopback: bool, required: bool = True
+) -> TenantProfile | None:
+    def setting(key: str) -> str:
+        return f"{setting_prefix}{_PROFILE_KEYS[key]}"
+
+    def text(key: str) -> str:
+        value = raw.get(key)
+        return "" if value is None else str(value).strip()
+
+    api_url = text("api_url")
+    if not api_url:
+        if required:
+            raise ConfigurationError(setting("api_url"), "is required (your tenant's API URL)")
+        return None
+    auth_mode = text("auth_mode") or "application"
+    if auth_mode not in AUTH_MODES:
+        raise ConfigurationError(setting("auth_mode"), f"must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+    tenant_id, client_id = text("tenant_id"), text("client_id")
+    if auth_mode != "legacy":
+        for key, value in (("tenant_id", tenant_id), ("client_id", client_id)):
+            if not value:
+                raise ConfigurationError(setting(key), f"is required for MCAS_AUTH_MODE={auth_mode}")
+    name = text("name") or "default"
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigurationError(setting("name"), f"may hold only letters, digits, '-' and '_', got {name!r}")
+    return TenantProfile(
+        name=name,
+        api_url=validate_api_url(api_url, allow_loopback=allow_loopback, name=setting("api_url")),
+        tenant_id=tenant_id,
+        client_id=client_id,
+        auth_mode=auth_mode,  # type: ignore[arg-type]
+        client_secret_name=text("client_secret_name") or DEFAULTS["MCAS_CLIENT_SECRET_NAME"],
+        client_certificate_name=text("client_certificate_name") or None,
+        legacy_token_name=text("legacy_token_name") or DEFAULTS["MCAS_LEGACY_TOKEN_NAME"],
+        rate_limit_per_minute=_positive_int(
+            setting("rate_limit_per_minute"), text("rate_limit_per_minute") or DEFAULTS["MCAS_RATE_LIMIT_PER_MINUTE"]
+        ),
+    )
+
+
+def _tenant_profiles(raw: str, base: TenantProfile | None, *, allow_loopback: bool) -> tuple[TenantProfile, ...]:
+    """`MCAS_TENANT_PROFILES`: a JSON list of profiles; omitted keys inherit from the flat MCAS_* settings."""
+    if not raw.strip():
+        assert base is not None
+        return (base,)
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError("MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
+    profiles: list[TenantProfile] = []
+    for index, item in enumerate(items):
+        inherited = {k: getattr(base, k) for k in _PROFILE_KEYS if base is not None and k != "name"}
+        unknown = set(item) - set(_PROFILE_KEYS)
+        if unknown:
+            raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
+        profile = _profile_from_mapping(
+            {**inherited, **item}, setting_prefix=f"MCAS_TENANT_PROFILES[{index}].", allow_loopback=allow_loopback
+        )
+        assert profile is not None
+        profiles.append(profile)
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise ConfigurationError("MCAS_TENANT_PROFILES", f"profile names must be unique, got {names}")
+    return tuple(profiles)
+
+
+def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
+    prefix = "AzureWebJobsStorage"
+    return StorageSettings(
+        connection_string=env.get(prefix) or None,
+        blob_service_uri=env.get(f"{prefix}__blobServiceUri") or None,
+        queue_service_uri=env.get(f"{prefix}__queueServiceUri") or None,
+        table_service_uri=env.get(f"{prefix}__tableServiceUri") or None,
+        credential=env.get(f"{prefix}__credential") or None,
+        client_id=env.get(f"{prefix}__clientId") or None,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The worker's settings, validated on first use (not at import, so indexing never fails on config)."""
+    return Settings.from_env()
+
+
+def reset_settings_cache() -> None:
+    """For tests and `mcasctl`, which change the environment within one process."""
+    get_settings.cache_clear()
+
+
+register_cache_reset(reset_settings_cache)
