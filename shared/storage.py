@@ -97,14 +97,19 @@ def _queue_client(name: str, create: bool) -> QueueClient:
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
     storage = _storage()
-    policies = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": TextBase64DecodePolicy(),
-    }
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
     if storage.connection_string:
-        client = QueueClient.from_connection_string(storage.connection_string, name, **policies)
+        client = QueueClient.from_connection_string(
+            storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode
+        )
     else:
-        client = QueueClient(_service_uri("queue"), name, credential=_identity_credential(), **policies)
+        client = QueueClient(
+            _service_uri("queue"),
+            name,
+            credential=_identity_credential(),
+            message_encode_policy=encode,
+            message_decode_policy=decode,
+        )
     if create:
         _ensure("queue", name, client.create_queue)
     return client
