@@ -1,1 +1,1 @@
-"""Local tenant simulator: Entra ID, Key Vault, managed identity and the Defender for Cloud Apps API over HTTPS."""
+"""Local tenant simulator: Entra ID, Key Vault, managed identity and the Defender for Cloud Apps API."""

@@ -50,7 +50,8 @@ class SimResponse:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> SimResponse:
-        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+        merged = {"Content-Type": "application/json", **(headers or {})}
+        return cls(status, json.dumps(payload).encode(), merged)
 
     @classmethod
     def text(cls, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> SimResponse:
@@ -61,9 +62,9 @@ class TokenVerifier(Protocol):
     """Implemented by the Entra part (tokens.py); used by Key Vault and the MDA API to check bearer tokens."""
 
     def verify(self, token: str, *, audience: str) -> dict[str, Any]:
-        """Return the claims of a valid, unexpired, unrevoked token for `audience`; raise `InvalidToken` otherwise."""
+        """Claims of a valid, unexpired, unrevoked token for `audience`; raise `InvalidToken` otherwise."""
         ...
 
 
 class InvalidToken(Exception):
-    """A bearer token failed verification; the message says why (expired, wrong audience, revoked, bad signature)."""
+    """A bearer token failed verification; the message says why (expired, wrong audience, revoked, ...)."""

@@ -1,0 +1,230 @@
+"""Fault injection for the simulator: 5xx shares, added latency, connection resets and 429 storms.
+
+Tests configure faults through the admin API (`POST /_admin/faults`, `DELETE /_admin/faults`); every service
+asks the shared `FaultInjector` before doing real work:
+
+    injected = faults.before("mda", req)      # service: entra | keyvault | msi | mda | blob | s3
+    if injected is not None:
+        return injected                        # an error response, or SimResponse.reset() (abort=True)
+
+`before()` applies any configured latency itself (it sleeps in the request thread) and then returns None
+(carry on), an error `SimResponse`, or a response with `abort=True`, which the server turns into an abrupt
+close (TCP RST) with no HTTP answer. The server calls `before()` for the entra, keyvault and msi services;
+the MDA service calls it itself for "mda", "blob" and "s3": only it knows which of those an MDA-port path is.
+
+Rates are deterministic, not random, so tests are reproducible: with `error_rate` 0.5 every second matching
+request fails (the 2nd, 4th, ...); with 1.0 every one does. Rules are checked in the order they were added;
+the first rule that fires decides the outcome, and latency from every matching rule adds up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from localdev.simulator.wire import SimRequest, SimResponse
+
+SERVICES = frozenset({"entra", "keyvault", "msi", "mda", "blob", "s3"})
+_FIELDS = frozenset(
+    {
+        "service",
+        "error_rate",
+        "status",
+        "latency_ms",
+        "reset_rate",
+        "throttle_burst",
+        "count",
+        "path_prefix",
+        "retry_after",
+    }
+)
+
+
+class FaultSpecError(ValueError):
+    """The admin API received a fault rule it cannot use; the message names the field."""
+
+
+@dataclass
+class FaultRule:
+    """One configured fault. See the module docstring for how the fields combine.
+
+    - service: one of SERVICES or "all".
+    - error_rate: share (0..1) of matching requests answered with `status`.
+    - status: the injected HTTP status (default 503; 429 gets a Retry-After header and a throttle body).
+    - latency_ms: delay added to every matching request.
+    - reset_rate: share (0..1) of matching requests whose connection is dropped without an answer.
+    - throttle_burst: the next N matching requests are answered 429 (a "429 storm") before error_rate applies.
+    - count: the rule retires after firing (error, reset or 429) this many times; None = never.
+    - path_prefix: only requests whose path starts with this string match.
+    - retry_after: the Retry-After header (seconds) on injected 429 and 5xx answers, default 1. MSAL honours
+      it: it replays a 429/5xx from its own cache for that long (5 s when the header is absent), so keep it
+      small for tests that expect a retry to reach the simulator; 0 disables MSAL's replay.
+    """
+
+    service: str = "all"
+    error_rate: float = 0.0
+    status: int = 503
+    latency_ms: float = 0.0
+    reset_rate: float = 0.0
+    throttle_burst: int = 0
+    count: int | None = None
+    path_prefix: str = ""
+    retry_after: int = 1
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    fired: int = 0
+    _error_acc: float = field(default=0.0, repr=False)
+    _reset_acc: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> FaultRule:
+        """Validate an admin-API JSON object into a rule (unknown keys and bad ranges are refused)."""
+        if not isinstance(spec, dict):
+            raise FaultSpecError("fault spec must be a JSON object")
+        unknown = set(spec) - _FIELDS
+        if unknown:
+            raise FaultSpecError(f"unknown fault fields {sorted(unknown)}")
+        service = str(spec.get("service", "all"))
+        if service != "all" and service not in SERVICES:
+            raise FaultSpecError(f"service must be 'all' or one of {sorted(SERVICES)}")
+        try:
+            rule = cls(
+                service=service,
+                error_rate=float(spec.get("error_rate") or 0.0),
+                status=int(spec.get("status") or 503),
+                latency_ms=float(spec.get("latency_ms") or 0.0),
+                reset_rate=float(spec.get("reset_rate") or 0.0),
+                throttle_burst=int(spec.get("throttle_burst") or 0),
+                count=None if spec.get("count") is None else int(spec["count"]),
+                path_prefix=str(spec.get("path_prefix") or ""),
+                retry_after=1 if spec.get("retry_after") is None else int(spec["retry_after"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise FaultSpecError(f"invalid fault field value: {exc}") from None
+        for name in ("error_rate", "reset_rate"):
+            if not 0.0 <= getattr(rule, name) <= 1.0:
+                raise FaultSpecError(f"{name} must be between 0 and 1")
+        if not 100 <= rule.status <= 599:
+            raise FaultSpecError("status must be an HTTP status code")
+        negative = rule.latency_ms < 0 or rule.throttle_burst < 0 or rule.retry_after < 0
+        if negative or (rule.count is not None and rule.count < 0):
+            raise FaultSpecError("latency_ms, throttle_burst, retry_after and count must not be negative")
+        return rule
+
+    def matches(self, service: str, path: str) -> bool:
+        return (self.service in ("all", service)) and path.startswith(self.path_prefix)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.count is not None and self.fired >= self.count
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def error_body(service: str, status: int, retry_after: int) -> SimResponse:
+    """A plausible error answer for an injected status, shaped like the service's own error bodies."""
+    headers = {"Retry-After": str(retry_after)} if status == 429 or status >= 500 else {}
+    correlation = str(uuid.uuid4())
+    payload: dict[str, Any]
+    if service == "mda":
+        if status == 429:
+            message = f"Request was throttled. Expected available in {retry_after} seconds."
+            payload = {"error": {"message": message}}
+        else:
+            payload = {"detail": "Internal server error", "correlation_id": correlation}
+    elif service == "entra":
+        code = "temporarily_unavailable" if status in (429, 503) else "server_error"
+        payload = {
+            "error": code,
+            "error_description": "AADSTS90033: A transient error has occurred. Please try again.",
+            "error_codes": [90033],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": correlation,
+        }
+    elif service == "keyvault":
+        code = "Throttled" if status == 429 else "ServiceUnavailable"
+        payload = {"error": {"code": code, "message": "Injected fault (simulator)."}}
+    elif service in ("blob", "s3"):
+        return SimResponse(
+            status,
+            b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
+            b"<Message>Injected fault (simulator).</Message></Error>",
+            {"Content-Type": "application/xml", **headers},
+        )
+    else:
+        payload = {"error": "injected_fault", "error_description": "Injected fault (simulator)."}
+    return SimResponse(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+
+
+class FaultInjector:
+    """Thread-safe registry of fault rules, shared by every listener of one simulator process."""
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_fire: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`on_fire(service, kind)` is called per injected outcome (kind: error, reset, throttle, latency)."""
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._on_fire = on_fire
+
+    def add(self, spec: dict[str, Any]) -> FaultRule:
+        """Add a rule from an admin-API spec; raises FaultSpecError if the spec is invalid."""
+        rule = FaultRule.from_spec(spec)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.public() for r in self._rules]
+
+    def before(self, service: str, req: SimRequest) -> SimResponse | None:
+        """Decide the fate of one request to `service`: None (proceed), an error response, or an abort."""
+        latency_ms = 0.0
+        outcome: SimResponse | None = None
+        kind = ""
+        with self._lock:
+            for rule in self._rules:
+                if rule.exhausted or not rule.matches(service, req.path):
+                    continue
+                latency_ms += rule.latency_ms
+                if outcome is not None:
+                    continue
+                if rule.throttle_burst > 0:
+                    rule.throttle_burst -= 1
+                    rule.fired += 1
+                    outcome, kind = error_body(service, 429, rule.retry_after), "throttle"
+                    continue
+                rule._reset_acc += rule.reset_rate
+                if rule.reset_rate and rule._reset_acc >= 1.0 - 1e-9:
+                    rule._reset_acc -= 1.0
+                    rule.fired += 1
+                    outcome, kind = SimResponse.reset(), "reset"
+                    continue
+                rule._error_acc += rule.error_rate
+                if rule.error_rate and rule._error_acc >= 1.0 - 1e-9:
+                    rule._error_acc -= 1.0
+                    rule.fired += 1
+                    outcome, kind = error_body(service, rule.status, rule.retry_after), "error"
+            self._rules = [r for r in self._rules if not (r.exhausted and r.count is not None)]
+        if latency_ms > 0:
+            if self._on_fire:
+                self._on_fire(service, "latency")
+            self._sleep(latency_ms / 1000.0)
+        if outcome is not None and self._on_fire:
+            self._on_fire(service, kind)
+        return outcome
