@@ -1,0 +1,127 @@
+"""`mcasctl host`: run function_app.app on the local host (HTTP, queue triggers over Azurite, timers).
+
+    mcasctl host                      serve until Ctrl-C (HTTP on 127.0.0.1, queues, timers on schedule)
+    mcasctl host --azurite            the same with a private in-memory Azurite as AzureWebJobsStorage
+    mcasctl host --run-timer NAME     run one timer now, process the queue messages it caused, exit
+    mcasctl host --once               process the queued messages (retries and poisoning included), exit
+
+App settings come from the environment, then local.settings.json `Values` for names not already set (like
+`func start`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "host", help="run the Functions app on the local host", description=__doc__
+    )
+    parser.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--once", action="store_true", help="drain the trigger queues, then exit")
+    parser.add_argument(
+        "--run-timer", metavar="NAME", action="append", default=[], help="run a timer now, then exit"
+    )
+    parser.add_argument("--host-json", type=Path, default=PROJECT_ROOT / "host.json")
+    parser.add_argument("--settings-file", type=Path, default=PROJECT_ROOT / "local.settings.json")
+    parser.add_argument(
+        "--azurite", action="store_true", help="start a private Azurite for AzureWebJobsStorage"
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=60.0, help="seconds to wait for queues to empty"
+    )
+    parser.set_defaults(handler=run)
+
+
+def load_local_settings(path: Path) -> dict[str, str]:
+    """`Values` from a local.settings.json, if the file exists."""
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ConfigurationError(
+            str(path), f"is not a valid local.settings.json ({type(exc).__name__})"
+        ) from None
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    from localdev.azurite import AzuriteHandle
+    from localdev.host import LocalHost
+
+    for name, value in load_local_settings(args.settings_file).items():
+        os.environ.setdefault(name, value)
+    with ExitStack() as stack:
+        if args.azurite:
+            azurite = stack.enter_context(AzuriteHandle())
+            os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 - the host's name
+            ports = azurite.ports
+            print(f"Azurite: blob {ports.blob}, queue {ports.queue}, table {ports.table}")
+        app = _load_app()
+        host = LocalHost(app, host_json=args.host_json, port=args.port)
+        print("Functions:")
+        for line in host.summary():
+            print(f"  {line}")
+        if args.run_timer or args.once:
+            return _one_shot(host, args)
+        stack.enter_context(host)  # starts HTTP, queue polling and timers; stops them on the way out
+        if any(spec.kind == "http" for spec in host.functions.values()):
+            if host.key_generated:
+                print(f"Function key (generated; set {_key_setting()} to keep one): {host.function_key}")
+            print(f"Listening on {host.api_url}/ - Ctrl-C to stop")
+        else:
+            print("No HTTP functions; polling queues and running timers - Ctrl-C to stop")
+        sys.stdout.flush()
+        _wait_for_ctrl_c_or_sigterm()
+    return 0
+
+
+def _one_shot(host: Any, args: argparse.Namespace) -> int:
+    try:
+        for name in args.run_timer:
+            host.run_timer(name)
+            print(f"timer {name}: ran")
+        if any(spec.kind == "queue" for spec in host.functions.values()):
+            stats = host.drain_queues(timeout=args.drain_timeout)
+            print(f"queues: {stats.succeeded} succeeded, {stats.failed} failed, {stats.poisoned} poisoned")
+    except TimeoutError as exc:
+        raise ConfigurationError("--drain-timeout", f"was too short: {exc}") from None
+    finally:
+        host.stop()
+    return 0
+
+
+def _wait_for_ctrl_c_or_sigterm() -> None:
+    """Block until SIGTERM (clean return) or Ctrl-C (KeyboardInterrupt, handled by the CLI)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    stop.wait()
+
+
+def _key_setting() -> str:
+    from localdev.host import FUNCTION_KEY_SETTING
+
+    return FUNCTION_KEY_SETTING
+
+
+def _load_app() -> Any:
+    """Import function_app from the project root (where `func start` would find it)."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    import function_app
+
+    return function_app.app
