@@ -48,6 +48,34 @@ DEFAULTS: dict[str, str] = {
     "MCAS_RATE_LIMIT_PER_MINUTE": "30",
     "MCAS_ALLOW_LOOPBACK": "false",
     "MCAS_TENANT_NAME": "default",
+    # Auth (shared/auth, validated in shared/auth/config.py).
+    "MCAS_CLIENT_CREDENTIAL_MODE": "auto",
+    "MCAS_SECRET_CACHE_TTL": "900",
+    "MCAS_TOKEN_REFRESH_MARGIN": "300",
+    "MCAS_AUTH_RETRY_ATTEMPTS": "4",
+    "MCAS_AUTH_RETRY_BACKOFF": "0.5",
+    "MCAS_CLIENT_CERTIFICATE_SEND_X5C": "false",
+    "MCAS_FEDERATED_TOKEN_AUDIENCE": "",
+    "MCAS_USER_NAME_SECRET": "mcas-user-name",
+    "MCAS_USER_PASSWORD_SECRET": "mcas-user-password",
+    "MCAS_USER_SCOPES": "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default",
+    "MCAS_OBO_CLIENT_ID": "",
+    "MCAS_OBO_CLIENT_SECRET_NAME": "",
+    # SOAR jobs API (shared/jobs, validated in shared/jobs/config.py).
+    "MCAS_WEBHOOK_SECRET_NAME": "mcas-webhook-secret",
+    "MCAS_WEBHOOK_AUDIENCE": "",
+    "MCAS_WEBHOOK_TENANT_ID": "",
+    "MCAS_WEBHOOK_REQUIRED_ROLE": "Jobs.Submit",
+    "MCAS_WEBHOOK_REQUIRED_SCOPE": "Jobs.Submit",
+    "MCAS_JOB_SEALING_KEY_NAME": "mcas-job-sealing-key",
+    "MCAS_JOB_CALLBACK_SECRET_NAME": "",
+    "MCAS_JOB_TIME_BUDGET_SECONDS": "480",
+    # Observability (shared/logging_setup.py, shared/telemetry.py, shared/health.py).
+    "MCAS_LOG_FORMAT": "json",
+    "MCAS_LOG_LEVEL": "",
+    "MCAS_TELEMETRY_EXPORT_LOGS": "false",
+    "MCAS_HEALTH_TIMEOUT_SECONDS": "5",
+    "MCAS_HEALTH_MAX_PULL_AGE": "1h",
 }
 
 
@@ -293,7 +321,7 @@ def _profile_from_mapping(
         api_url=validate_api_url(api_url, allow_loopback=allow_loopback, name=setting("api_url")),
         tenant_id=tenant_id,
         client_id=client_id,
-        auth_mode=auth_mode,  # type: ignore[arg-type]
+        auth_mode=auth_mode,
         client_secret_name=text("client_secret_name") or DEFAULTS["MCAS_CLIENT_SECRET_NAME"],
         client_certificate_name=text("client_certificate_name") or None,
         legacy_token_name=text("legacy_token_name") or DEFAULTS["MCAS_LEGACY_TOKEN_NAME"],

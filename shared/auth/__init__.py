@@ -5,13 +5,31 @@ Interface used by the API client and every function:
     credential = api_credential(profile, user_assertion=bearer)   # on-behalf-of a calling analyst
     headers["Authorization"] = credential.authorization_header()
     ...on a 401: credential.invalidate(); retry once
+
+The returned object also offers `await authorization_header_async()` for async functions, `invalidate(header)`
+to name the exact header the API rejected, and `describe()` (what `mcasctl token` prints - never the token).
+
+Importing this package is cheap: MSAL, azure-identity and the Key Vault SDK load on the first token request.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from shared.settings import TenantProfile
+from shared.auth.errors import (
+    AuthenticationError,
+    CertificateFormatError,
+    CredentialRejectedError,
+    IdentityProviderUnavailableError,
+    InteractionRequiredError,
+    KeyVaultUnavailableError,
+    SecretAccessDeniedError,
+    SecretNotFoundError,
+    TokenRequestError,
+)
+from shared.auth.redaction import install_redaction, redact
+from shared.auth.tokens import CachedCredential, TokenDescription
+from shared.settings import Settings, TenantProfile, get_settings
 
 
 class ApiCredential(Protocol):
@@ -24,5 +42,38 @@ class ApiCredential(Protocol):
         ...
 
 
-def api_credential(profile: TenantProfile, *, user_assertion: str | None = None) -> ApiCredential:
-    raise NotImplementedError("filled in by the auth work (issue 3)")
+def api_credential(
+    profile: TenantProfile, *, user_assertion: str | None = None, settings: Settings | None = None
+) -> CachedCredential:
+    """The worker's credential for `profile` (built once, then shared by every invocation and thread).
+
+    With `user_assertion` (the bearer token a request arrived with), the credential acts on behalf of that
+    user. Raises `ConfigurationError` for unusable settings; token errors surface from
+    `authorization_header()` as `AuthenticationError` subclasses (transient ones are also `TransientError`,
+    terminal ones `TerminalError`).
+    """
+    from shared.auth.factory import credential_for, obo_credential_for
+
+    settings = settings or get_settings()
+    if user_assertion is not None:
+        return obo_credential_for(settings, profile, user_assertion)
+    return credential_for(settings, profile)
+
+
+__all__ = [
+    "ApiCredential",
+    "AuthenticationError",
+    "CachedCredential",
+    "CertificateFormatError",
+    "CredentialRejectedError",
+    "IdentityProviderUnavailableError",
+    "InteractionRequiredError",
+    "KeyVaultUnavailableError",
+    "SecretAccessDeniedError",
+    "SecretNotFoundError",
+    "TokenDescription",
+    "TokenRequestError",
+    "api_credential",
+    "install_redaction",
+    "redact",
+]

@@ -1,0 +1,84 @@
+"""Shared MSAL plumbing: error classification, transient-failure detection and the app constructor options.
+
+Kept apart so the confidential (application, on-behalf-of) and public (device code, ROPC) clients classify
+Entra responses the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from shared.auth.redaction import redact
+from shared.auth.retry import RetryableError
+
+HTTP_TIMEOUT = 30  # seconds, per request to the token endpoint
+
+# `error` values worth another try (RFC 6749 + Entra), as opposed to a wrong request or credential.
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+# AADSTS codes that mean "the user must interact" (MFA, consent, password change) - ROPC cannot satisfy them.
+INTERACTION_CODES = frozenset({50076, 50079, 50158, 50072, 50074, 65001, 50055, 50173, 700082, 50078})
+# AADSTS codes for a rejected password / bad user credential (worth one re-read of the Key Vault secrets).
+BAD_PASSWORD_CODES = frozenset({50126, 50034})
+
+
+class NoHttpCache(dict[Any, Any]):
+    """An `http_cache` that never stores: turns off MSAL's 5xx/429 response replay, so our bounded retries
+    actually reach the token endpoint again (MSAL would otherwise replay the error for Retry-After or 5s)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+def error_codes(result: dict[str, Any]) -> tuple[int, ...]:
+    codes = result.get("error_codes") or []
+    found = [int(c) for c in codes if isinstance(c, int) or (isinstance(c, str) and c.isdigit())]
+    if not found:
+        found = [int(m) for m in re.findall(r"AADSTS(\d+)", str(result.get("error_description", "")))]
+    return tuple(found)
+
+
+def error_summary(result: dict[str, Any]) -> str:
+    """`invalid_client (AADSTS7000215: Invalid client secret provided.)` - first sentence only, redacted."""
+    error = str(result.get("error") or "error")
+    description = str(result.get("error_description") or "").strip().splitlines()
+    first = description[0] if description else ""
+    first = first.split(". ")[0].rstrip(".") + "." if first else ""
+    return redact(f"{error} ({first[:200]})" if first else error)
+
+
+def is_invalid_client(result: dict[str, Any]) -> bool:
+    return result.get("error") == "invalid_client"
+
+
+def is_transient_exception(exc: BaseException) -> bool:
+    """Network failures and 5xx answers MSAL surfaces as exceptions (requests errors, MsalServiceError)."""
+    import requests
+    from msal.exceptions import MsalServiceError
+
+    if isinstance(exc, requests.RequestException):
+        return True
+    if isinstance(exc, MsalServiceError):
+        return True
+    try:
+        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+
+        # The managed identity endpoint behind a federated client assertion.
+        return isinstance(exc, ClientAuthenticationError | ServiceRequestError)
+    except ImportError:  # pragma: no cover - azure-core is a dependency
+        return False
+
+
+def call_token_endpoint(call: Callable[[], dict[str, Any] | None], *, what: str) -> dict[str, Any]:
+    """One attempt: raise `RetryableError` for transient failures, return the MSAL result dict otherwise
+    (an empty dict when MSAL answered None, e.g. a silent acquisition with nothing cached)."""
+    try:
+        result = call() or {}
+    except Exception as exc:
+        if is_transient_exception(exc):
+            raise RetryableError(f"{what}: {type(exc).__name__}") from None
+        raise
+    if result.get("error") in TRANSIENT_ERRORS:
+        raise RetryableError(f"{what}: {error_summary(result)}")
+    return result
