@@ -1,0 +1,33 @@
+"""Discovery blueprint: the upload queue and its poison queue.
+
+`discovery_upload` takes explicit jobs and Event Grid BlobCreated events from the discovery queue and hands
+each message to `shared.discovery.handler`; an exception from there means "retry" (the host redelivers, and
+after `maxDequeueCount` moves the message to `<queue>-poison`). `discovery_upload_poison` moves those into
+the dead-letter store with the reason "exhausted retries", so nothing is retried forever or lost.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.discovery.handler import POISON_QUEUE, handle_discovery_message, handle_poison_message
+from shared.storage import QUEUE_DISCOVERY_JOBS
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
+
+
+@bp.function_name(name="discovery_upload")
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE_DISCOVERY_JOBS, connection="AzureWebJobsStorage")
+def discovery_upload(msg: func.QueueMessage) -> None:
+    handle_discovery_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
+
+
+@bp.function_name(name="discovery_upload_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
+def discovery_upload_poison(msg: func.QueueMessage) -> None:
+    handle_poison_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
+
+
+def _dequeue_count(msg: func.QueueMessage) -> int | None:
+    count = getattr(msg, "dequeue_count", None)
+    return int(count) if count is not None else None

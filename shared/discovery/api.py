@@ -1,0 +1,92 @@
+"""The two Cloud Discovery API calls, through the shared MDA client, with their errors made specific.
+
+`upload_url` is idempotent (the client retries 429/5xx/network within the deadline). `done_upload` is not: the
+client retries only 429 (refused before processing). Unknown data source and invalid source become terminal
+errors whose message tells the operator what to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.errors import TerminalError
+from shared.mda_errors import BadRequestError, NotFoundError
+
+if TYPE_CHECKING:
+    from shared.mda_client import MdaClient
+
+UPLOAD_URL_PATH = "/api/v1/discovery/upload_url/"
+DONE_UPLOAD_PATH = "/api/v1/discovery/done_upload/"
+NOT_FOUND_INPUT_STREAM = "CONSOLE_DISCOVERY_SETTINGS_PARSE_LOG_TASK_ERROR_NOT_FOUND_INPUT_STREAM"
+
+
+class UnknownDataSource(TerminalError):
+    """done_upload: the data source (inputStreamName) does not exist in the tenant."""
+
+
+class InvalidSource(TerminalError):
+    """upload_url refused the source type."""
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    url: str  # exactly as returned: done_upload must get the same string
+    provider: str
+
+
+class DiscoveryApi(Protocol):
+    def clock(self) -> float: ...
+
+    def upload_url(self, filename: str, source: str, *, deadline: float | None) -> UploadTarget: ...
+
+    def done_upload(self, url: str, stream: str, snapshot: bool, *, deadline: float | None) -> Any: ...
+
+
+class MdaDiscoveryApi:
+    """`DiscoveryApi` over `shared.mda_client`."""
+
+    def __init__(self, client: MdaClient) -> None:
+        self._client = client
+
+    @classmethod
+    def for_profile(cls, profile: Any) -> MdaDiscoveryApi:
+        from shared.mda_client import client_for
+
+        return cls(client_for(profile))
+
+    def clock(self) -> float:
+        return self._client.clock()
+
+    def upload_url(self, filename: str, source: str, *, deadline: float | None) -> UploadTarget:
+        try:
+            body = self._client.request(
+                "GET",
+                UPLOAD_URL_PATH,
+                params={"filename": filename, "source": source},
+                idempotent=True,
+                deadline=deadline,
+            )
+        except (BadRequestError, NotFoundError) as exc:
+            raise InvalidSource(
+                f"upload_url refused source {source!r}: {exc.message}"
+                + (f" [{exc.error_code}]" if exc.error_code else "")
+            ) from exc
+        if not isinstance(body, dict):
+            raise TerminalError("upload_url answered without a JSON object")
+        return UploadTarget(url=body.get("url"), provider=body.get("provider"))  # type: ignore[arg-type]
+
+    def done_upload(self, url: str, stream: str, snapshot: bool, *, deadline: float | None) -> Any:
+        payload = {"uploadUrl": url, "inputStreamName": stream, "uploadAsSnapshot": snapshot}
+        try:
+            return self._client.request(
+                "POST", DONE_UPLOAD_PATH, json=payload, idempotent=False, deadline=deadline
+            )
+        except BadRequestError as exc:
+            if exc.error_code == NOT_FOUND_INPUT_STREAM or NOT_FOUND_INPUT_STREAM in (exc.message or ""):
+                raise UnknownDataSource(
+                    f"unknown data source {stream!r}: create it in the portal (Settings > Cloud Apps > Cloud "
+                    "Discovery > Automatic log upload > Data sources) or upload as a snapshot "
+                    f"[{NOT_FOUND_INPUT_STREAM}]"
+                ) from exc
+            raise
