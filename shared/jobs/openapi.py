@@ -1,0 +1,431 @@
+"""The OpenAPI 3 document of the jobs API, served at GET /api/openapi.json.
+
+Built from the same constants as the validator (shared/jobs/schema.py), so limits and enums cannot drift;
+rules that JSON Schema cannot say (reasonId per close kind, since xor lookback, loopback callbacks) are in the
+descriptions and enforced by `validate_job`. Schemathesis runs against this document in tests/jobs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from shared.jobs.http import ApiRequest, ApiResponse
+from shared.jobs.schema import (
+    ACTION_CLOSE,
+    ACTION_DISCOVERY_UPLOAD,
+    ACTION_FETCH,
+    ACTION_MARK_READ,
+    ACTION_MARK_UNREAD,
+    CLOSE_KINDS,
+    CLOSE_REASONS,
+    MAX_BLOB,
+    MAX_EMAIL,
+    MAX_FETCH_LIMIT,
+    MAX_FILTER_VALUES,
+    MAX_IDS,
+    MAX_MARK_IDS,
+    MAX_TENANT,
+    MAX_TEXT,
+    MAX_URL,
+    RESOLUTION_STATUSES,
+    SEVERITIES,
+)
+from shared.jobs.store import STATUSES
+from shared.version import APP_VERSION
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"{_REF}{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+_CORRELATION_HEADER = {
+    "X-Correlation-ID": {"description": "The request's correlation id", "schema": {"type": "string"}}
+}
+
+_COMMON_PROPERTIES: dict[str, Any] = {
+    "tenant": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_TENANT,
+        "description": "Tenant profile name (MSSP setups); default: the first profile.",
+    },
+    "callbackUrl": {
+        "type": "string",
+        "pattern": r"^https://\S+$",
+        "maxLength": MAX_URL,
+        "description": "https URL that receives the finished job, signed per Standard Webhooks "
+        "(webhook-id `job_<jobId>`). Private and loopback hosts are refused.",
+    },
+}
+
+
+def _ids(limit: int) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": limit,
+        "items": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"},
+        "description": "Alert ids (the API's 24-hex `_id`); duplicates are ignored.",
+    }
+
+
+def _action(*names: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(names)}
+
+
+def _reasons() -> str:
+    parts = []
+    for kind, reasons in CLOSE_REASONS.items():
+        listed = ", ".join(f"{k} = {v}" for k, v in reasons.items()) or "none (omit reasonId)"
+        parts.append(f"{kind}: {listed}")
+    return "Documented reason per kind - " + "; ".join(parts) + "."
+
+
+def _schemas() -> dict[str, Any]:
+    text = {"type": "string", "maxLength": MAX_TEXT}
+    return {
+        "Window": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Give `since` or `lookback` (default lookback 24h); `until` defaults to now. "
+            "At most 180 days. Fixed when the job is accepted.",
+            "properties": {
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "lookback": {
+                    "type": "string",
+                    "pattern": r"^(\d{1,7}[smhdwSMHDW]|[Pp]\S*)$",
+                    "description": "e.g. 90m, 24h, 7d or ISO-8601 PT24H",
+                },
+            },
+        },
+        "AlertFilters": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "severity": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": list(SEVERITIES)},
+                },
+                "resolutionStatus": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": list(RESOLUTION_STATUSES)},
+                },
+                "read": {"type": "boolean"},
+                "open": {"type": "boolean"},
+                "policyIds": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_FILTER_VALUES,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
+                "serviceIds": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_FILTER_VALUES,
+                    "items": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+                },
+            },
+        },
+        "FetchJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action"],
+            "properties": {
+                "action": _action(ACTION_FETCH),
+                "window": _ref("Window"),
+                "filters": _ref("AlertFilters"),
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_FETCH_LIMIT, "default": 100},
+                **_COMMON_PROPERTIES,
+            },
+        },
+        "CloseJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", "kind", "ids"],
+            "properties": {
+                "action": _action(ACTION_CLOSE),
+                "kind": {"type": "string", "enum": list(CLOSE_KINDS)},
+                "ids": _ids(MAX_IDS),
+                "reasonId": {"type": "integer", "description": _reasons()},
+                "comment": text,
+                "sendFeedback": {"type": "boolean", "default": False},
+                "feedbackText": {**text, "description": "Requires sendFeedback=true."},
+                "allowContact": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Requires sendFeedback.",
+                },
+                "contactEmail": {
+                    "type": "string",
+                    "maxLength": MAX_EMAIL,
+                    "description": "An email address; required when allowContact=true.",
+                },
+                **_COMMON_PROPERTIES,
+            },
+        },
+        "MarkJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", "ids"],
+            "properties": {
+                "action": _action(ACTION_MARK_READ, ACTION_MARK_UNREAD),
+                "ids": _ids(MAX_MARK_IDS),
+                **_COMMON_PROPERTIES,
+            },
+        },
+        "DiscoveryUploadJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", "blob", "source", "stream"],
+            "description": "Application context only (signed requests or app tokens).",
+            "properties": {
+                "action": _action(ACTION_DISCOVERY_UPLOAD),
+                "blob": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_BLOB,
+                    "description": "<container>/<blob name>, or the URL of a blob in the app's own account.",
+                },
+                "source": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z][A-Za-z0-9_]{1,63}$",
+                    "description": "A documented Cloud Discovery source id, e.g. PALO_ALTO.",
+                },
+                "stream": {"type": "string", "minLength": 1, "maxLength": 256},
+                "snapshot": {"type": "boolean", "default": False},
+                **_COMMON_PROPERTIES,
+            },
+        },
+        "JobRequest": {
+            "oneOf": [_ref("FetchJob"), _ref("CloseJob"), _ref("MarkJob"), _ref("DiscoveryUploadJob")],
+            "discriminator": {
+                "propertyName": "action",
+                "mapping": {
+                    ACTION_FETCH: f"{_REF}FetchJob",
+                    ACTION_CLOSE: f"{_REF}CloseJob",
+                    ACTION_MARK_READ: f"{_REF}MarkJob",
+                    ACTION_MARK_UNREAD: f"{_REF}MarkJob",
+                    ACTION_DISCOVERY_UPLOAD: f"{_REF}DiscoveryUploadJob",
+                },
+            },
+        },
+        "JobAccepted": {
+            "type": "object",
+            "required": ["jobId", "action", "status", "statusUrl", "correlationId", "idempotentReplay"],
+            "properties": {
+                "jobId": {"type": "string", "format": "uuid"},
+                "action": {"type": "string"},
+                "status": {"type": "string", "enum": list(STATUSES)},
+                "statusUrl": {"type": "string"},
+                "correlationId": {"type": "string"},
+                "idempotentReplay": {"type": "boolean"},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "required": ["jobId", "action", "status", "correlationId", "context", "createdAt", "attempts"],
+            "properties": {
+                "jobId": {"type": "string", "format": "uuid"},
+                "action": {"type": "string"},
+                "status": {"type": "string", "enum": list(STATUSES)},
+                "correlationId": {"type": "string"},
+                "context": {"type": "string", "enum": ["application", "user"]},
+                "requestedBy": {"type": "object"},
+                "tenant": {"type": "string", "nullable": True},
+                "createdAt": {"type": "string"},
+                "updatedAt": {"type": "string"},
+                "startedAt": {"type": "string", "nullable": True},
+                "finishedAt": {"type": "string", "nullable": True},
+                "attempts": {"type": "integer", "minimum": 0},
+                "request": {"type": "object"},
+                "result": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "alerts.close: closed_<kind>, alertsNotFound, alreadyClosed; "
+                    "alerts.mark_*: marked_read|marked_unread, unchanged, alertsNotFound; "
+                    "alerts.fetch: count, truncated, "
+                    "alerts (normalised); discovery.upload: outcome, size, sha256, parts.",
+                },
+                "error": {"type": "object", "nullable": True},
+                "callback": {"type": "object"},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {
+                "error": {"type": "string"},
+                "message": {"type": "string"},
+                "fieldErrors": {"type": "object", "additionalProperties": {"type": "string"}},
+                "correlationId": {"type": "string"},
+            },
+        },
+    }
+
+
+def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description, "schema": schema}
+
+
+@functools.lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    """The document as a dict (cached; it only depends on constants)."""
+    signature_headers = [
+        _header(
+            "webhook-id", "Standard Webhooks message id (unique per request, <= 256 chars).", type="string"
+        ),
+        _header("webhook-timestamp", "Unix seconds; refused if more than 5 minutes off.", type="string"),
+        _header("webhook-signature", "`v1,<base64 HMAC-SHA256>` (space-separated list).", type="string"),
+    ]
+    correlation = _header(
+        "X-Correlation-ID",
+        "Your correlation id (1-128 of A-Z a-z 0-9 . _ : / + = -; anything else is replaced by a new id); "
+        "echoed, logged and stored with the job.",
+        type="string",
+    )
+    common_errors = {
+        "401": _error("Not authenticated (missing/invalid signature or token, replayed webhook-id)"),
+        "403": _error("Authenticated but not allowed (scope, role, tenant, context)"),
+        "503": _error("A dependency (storage, Key Vault, the token keys) is unavailable; retry"),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "MCAS SOAR jobs API",
+            "version": APP_VERSION,
+            "description": "Submit Defender for Cloud Apps jobs (alert fetch, close, mark read/unread, Cloud "
+            "Discovery upload), poll their status, receive a signed callback. Every call needs the function "
+            "key and either a Standard Webhooks signature (shared secret) or an Entra ID bearer token "
+            "for this API; "
+            "a user's delegated token makes the job run on behalf of that user.",
+        },
+        "servers": [{"url": "/api"}],
+        # The function key (x-functions-key or ?code=) is checked by the Functions host before this API runs
+        # (its 401 has an empty body): described in `functionKey`, not listed as an API security scheme.
+        "security": [{"bearer": []}, {"webhookSignature": []}],
+        "paths": {
+            "/jobs": {
+                "post": {
+                    "operationId": "submitJob",
+                    "summary": "Submit a job (202 + status URL)",
+                    "parameters": [
+                        _header(
+                            "Idempotency-Key",
+                            "Same key (per caller) within 24 h: the same job, not enqueued again; "
+                            "another body: 422.",
+                            type="string",
+                            minLength=1,
+                            maxLength=255,
+                        ),
+                        correlation,
+                        *signature_headers,
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("JobRequest")}},
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Accepted and queued (or the job an Idempotency-Key stands for)",
+                            "headers": {
+                                "Location": {"description": "The status URL", "schema": {"type": "string"}},
+                                **_CORRELATION_HEADER,
+                            },
+                            "content": {"application/json": {"schema": _ref("JobAccepted")}},
+                        },
+                        "400": _error("Invalid JSON or job; `fieldErrors` names each bad field"),
+                        **common_errors,
+                        "413": _error("Body larger than 1 MiB"),
+                        "415": _error("Content-Type is not application/json"),
+                        "422": _error("Idempotency-Key reused with a different body"),
+                    },
+                }
+            },
+            "/jobs/{jobId}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "Job status and result",
+                    "parameters": [
+                        {
+                            "name": "jobId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        },
+                        correlation,
+                        *signature_headers,
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The job",
+                            "headers": _CORRELATION_HEADER,
+                            "content": {"application/json": {"schema": _ref("Job")}},
+                        },
+                        **common_errors,
+                        "404": _error("No such job (for this caller)"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3 document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "Checked by the Functions host on every operation (also as ?code=); "
+                    "a missing or wrong key gets a 401 with an empty body.",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Entra ID access token for this API (audience = its client id or app id "
+                    "URI); delegated tokens need the Jobs.Submit scope, app tokens the Jobs.Submit role "
+                    "(configurable).",
+                },
+                "webhookSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "webhook-signature",
+                    "description": "Standard Webhooks: HMAC-SHA256 over "
+                    "`{webhook-id}.{webhook-timestamp}.{body}` with the shared whsec_ secret; the webhook-id "
+                    "and webhook-timestamp headers are required too.",
+                },
+            },
+        },
+    }
+
+
+def document_json() -> bytes:
+    return json.dumps(document(), indent=2).encode("utf-8")
+
+
+def openapi_response(request: ApiRequest) -> ApiResponse:
+    """GET /api/openapi.json (the function key is the only check: the document holds no secrets)."""
+    return ApiResponse(200, document_json(), {"Content-Type": "application/json"})

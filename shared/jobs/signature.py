@@ -1,0 +1,112 @@
+"""Standard Webhooks authentication of job requests: the shared secret from Key Vault, verification, replay
+refusal.
+
+The Key Vault secret (`MCAS_WEBHOOK_SECRET_NAME`) holds one `whsec_<base64>` secret, or several separated by
+whitespace while a rotation is in progress (callers may sign with either). When no signature matches, the
+secret is re-read once (at most every `REFRESH_INTERVAL_S`), so a rotation in the vault is picked up without a
+restart and a flood of bad signatures cannot turn into a flood of vault reads.
+
+Order matters: the signature is checked before the `webhook-id` is recorded, so unauthenticated traffic cannot
+fill the seen-id table or burn ids that a legitimate caller will use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from shared import standard_webhooks as sw
+from shared.errors import TerminalError, TransientError
+from shared.jobs.principal import SIGNATURE_PRINCIPAL, AuthFailure, AuthUnavailable, Principal
+
+log = logging.getLogger(__name__)
+
+REFRESH_INTERVAL_S = 30.0
+
+
+def parse_secrets(value: str) -> list[bytes]:
+    """One or more whitespace-separated `whsec_` secrets -> HMAC keys."""
+    keys = [sw.secret_key(part) for part in value.split() if part]
+    if not keys:
+        raise sw.WebhookSecretError("the webhook secret is empty")
+    return keys
+
+
+class WebhookKeys:
+    """The current HMAC keys, read through `read(bypass_cache)` (the auth helper's Key Vault secret store)."""
+
+    def __init__(self, read: Callable[[bool], str], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_refresh = float("-inf")
+
+    def current(self) -> list[bytes]:
+        return self._load(bypass_cache=False)
+
+    def refreshed(self) -> list[bytes] | None:
+        """Fresh keys from the vault, or None when a refresh happened too recently."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_refresh < REFRESH_INTERVAL_S:
+                return None
+            self._last_refresh = now
+        return self._load(bypass_cache=True)
+
+    def _load(self, *, bypass_cache: bool) -> list[bytes]:
+        try:
+            return parse_secrets(self._read(bypass_cache))
+        except TransientError as exc:
+            raise AuthUnavailable("the webhook secret could not be read from Key Vault") from exc
+        except (TerminalError, sw.WebhookSecretError) as exc:
+            log.error("webhook signature authentication is not usable: %s", exc)
+            raise AuthFailure(
+                401,
+                "signature_not_configured",
+                "signature authentication is not available; use a bearer token",
+            ) from None
+
+
+class SignatureAuthenticator:
+    def __init__(
+        self,
+        keys: WebhookKeys,
+        first_use: Callable[[str], bool],
+        *,
+        tolerance_s: int = sw.DEFAULT_TOLERANCE_S,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._first_use = first_use
+        self._tolerance_s = tolerance_s
+        self._now = now
+
+    def authenticate(self, body: bytes, headers: Mapping[str, str], *, consume_id: bool = True) -> Principal:
+        """Verify; for state-changing requests also record the webhook-id (AuthFailure/AuthUnavailable)."""
+        try:
+            verified = self._verify(body, headers, self._keys.current())
+        except sw.WebhookVerificationError as exc:
+            if exc.reason != "no_matching_signature":
+                raise AuthFailure(401, f"signature_{exc.reason}", str(exc)) from None
+            fresh = self._keys.refreshed()
+            if fresh is None:
+                raise AuthFailure(401, "signature_mismatch", "the webhook signature does not match") from None
+            try:
+                verified = self._verify(body, headers, fresh)
+            except sw.WebhookVerificationError:
+                raise AuthFailure(401, "signature_mismatch", "the webhook signature does not match") from None
+        if consume_id:
+            try:
+                first = self._first_use(verified.msg_id)
+            except TransientError as exc:
+                raise AuthUnavailable("the webhook-id could not be recorded") from exc
+            if not first:
+                raise AuthFailure(
+                    401, "signature_replayed", "this webhook-id was already used; sign a new message"
+                )
+        return SIGNATURE_PRINCIPAL
+
+    def _verify(self, body: bytes, headers: Mapping[str, str], keys: list[bytes]) -> sw.VerifiedWebhook:
+        return sw.verify(body, headers, keys, tolerance_s=self._tolerance_s, now=self._now)
