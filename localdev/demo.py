@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from localdev.azurite import AzuriteHandle
+from localdev.demo_alerts import step_alerts
 from localdev.demo_discovery import step_discovery
 from localdev.host import LocalHost
 from shared.caches import reset_all_caches
@@ -81,6 +82,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("local world", step_local_world),
     ("functions", step_function_index),
     ("ping", step_ping),
+    ("alert pull", step_alerts),
     ("discovery upload", step_discovery),
 ]
 

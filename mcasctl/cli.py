@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mcasctl.alerts_cmd",
     "mcasctl.discovery_cmd",
     "mcasctl.token_cmd",
+    "mcasctl.deadletters_cmd",
 )
 
 EXIT_ERROR = 1
@@ -52,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from shared.logging_setup import configure_logging, remove_console_handler
+
+    root = logging.getLogger()
+    saved_level = root.level
+    configure_logging(console=True, level=logging.DEBUG if args.verbose else logging.WARNING, fmt="text")
     try:
         return int(handler(args) or 0)
     except McasError as exc:
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mcasctl {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        # main() also runs in-process (tests, embedding): leave logging as it was found.
+        remove_console_handler()
+        root.setLevel(saved_level)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,7 +1,9 @@
-"""The one dead-letter store: messages that can never succeed, kept with their reason for inspection and replay.
+"""The one dead-letter store: messages that can never succeed, kept with their reason for inspection
+and replay.
 
-Invalid messages, terminal API errors and messages that exhausted the host's retries (`<queue>-poison`) all land
-here, as one JSON blob each in the `mcas-deadletters` container, so nothing is lost and nothing is retried forever.
+Invalid messages, terminal API errors and messages that exhausted the host's retries (`<queue>-poison`)
+all land here, as one JSON blob each in the `mcas-deadletters` container, so nothing is lost and nothing
+is retried forever.
 The letter id is derived from the source queue and the message id, so dead-lettering the same delivery twice
 (e.g. a redelivered poison message) overwrites instead of duplicating.
 """

@@ -110,14 +110,17 @@ def validate_api_url(value: str, *, allow_loopback: bool, name: str = "MCAS_API_
     """Normalise a tenant API URL to its origin (`https://<tenant>.<region>.portal.cloudappsecurity.com`)."""
     origin, path = _https_url(name, value, allow_loopback=allow_loopback)
     if path not in ("", "/api"):
-        raise ConfigurationError(name, f"must be the tenant URL without a path (optionally ending in /api), got {path!r}")
+        raise ConfigurationError(
+            name, f"must be the tenant URL without a path (optionally ending in /api), got {path!r}"
+        )
     host = urlsplit(origin).hostname or ""
     if is_loopback_host(host):
         return origin
     if host in GENERIC_API_HOSTS:
         raise ConfigurationError(
             name,
-            "use your tenant's own API URL (Defender portal > Settings > Cloud Apps > System > About), not the "
+            "use your tenant's own API URL (Defender portal > Settings > Cloud Apps > System > About), "
+            "not the "
             "generic portal host, which is slower and gives spurious 401s",
         )
     if not any(host.endswith(suffix) for suffix in API_HOST_SUFFIXES):
@@ -130,10 +133,14 @@ def validate_authority_host(value: str, *, allow_loopback: bool) -> str:
     name = "MCAS_AUTHORITY_HOST"
     origin, path = _https_url(name, value, allow_loopback=allow_loopback)
     if path:
-        raise ConfigurationError(name, "must be the authority host only, e.g. https://login.microsoftonline.com")
+        raise ConfigurationError(
+            name, "must be the authority host only, e.g. https://login.microsoftonline.com"
+        )
     host = urlsplit(origin).hostname or ""
     if not is_loopback_host(host) and host not in AUTHORITY_HOSTS:
-        raise ConfigurationError(name, f"host {host!r} is not a known Entra ID authority ({', '.join(AUTHORITY_HOSTS)})")
+        raise ConfigurationError(
+            name, f"host {host!r} is not a known Entra ID authority ({', '.join(AUTHORITY_HOSTS)})"
+        )
     return origin
 
 
@@ -144,7 +151,9 @@ def validate_key_vault_url(value: str, *, allow_loopback: bool) -> str:
         raise ConfigurationError(name, "must be the vault URL only, e.g. https://my-vault.vault.azure.net")
     host = urlsplit(origin).hostname or ""
     if not is_loopback_host(host) and not host.endswith(KEY_VAULT_SUFFIXES):
-        raise ConfigurationError(name, f"host {host!r} is not a Key Vault host ({', '.join(KEY_VAULT_SUFFIXES)})")
+        raise ConfigurationError(
+            name, f"host {host!r} is not a Key Vault host ({', '.join(KEY_VAULT_SUFFIXES)})"
+        )
     return origin
 
 
@@ -266,7 +275,9 @@ class Settings:
         )
         tenants = _tenant_profiles(env.get("MCAS_TENANT_PROFILES", ""), base, allow_loopback=allow_loopback)
         if key_vault_url is None:
-            raise ConfigurationError("MCAS_KEY_VAULT_URL", "is required: the app reads its API credentials from Key Vault")
+            raise ConfigurationError(
+                "MCAS_KEY_VAULT_URL", "is required: the app reads its API credentials from Key Vault"
+            )
         return cls(
             tenants=tenants,
             authority_host=authority_host,
@@ -307,7 +318,9 @@ def _profile_from_mapping(
         return None
     auth_mode = text("auth_mode") or "application"
     if auth_mode not in AUTH_MODES:
-        raise ConfigurationError(setting("auth_mode"), f"must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
+        raise ConfigurationError(
+            setting("auth_mode"), f"must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}"
+        )
     tenant_id, client_id = text("tenant_id"), text("client_id")
     if auth_mode != "legacy":
         for key, value in (("tenant_id", tenant_id), ("client_id", client_id)):
@@ -326,12 +339,15 @@ def _profile_from_mapping(
         client_certificate_name=text("client_certificate_name") or None,
         legacy_token_name=text("legacy_token_name") or DEFAULTS["MCAS_LEGACY_TOKEN_NAME"],
         rate_limit_per_minute=_positive_int(
-            setting("rate_limit_per_minute"), text("rate_limit_per_minute") or DEFAULTS["MCAS_RATE_LIMIT_PER_MINUTE"]
+            setting("rate_limit_per_minute"),
+            text("rate_limit_per_minute") or DEFAULTS["MCAS_RATE_LIMIT_PER_MINUTE"],
         ),
     )
 
 
-def _tenant_profiles(raw: str, base: TenantProfile | None, *, allow_loopback: bool) -> tuple[TenantProfile, ...]:
+def _tenant_profiles(
+    raw: str, base: TenantProfile | None, *, allow_loopback: bool
+) -> tuple[TenantProfile, ...]:
     """`MCAS_TENANT_PROFILES`: a JSON list of profiles; omitted keys inherit from the flat MCAS_* settings."""
     if not raw.strip():
         assert base is not None
@@ -339,7 +355,9 @@ def _tenant_profiles(raw: str, base: TenantProfile | None, *, allow_loopback: bo
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError("MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        raise ConfigurationError(
+            "MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
         raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
     profiles: list[TenantProfile] = []
@@ -349,7 +367,9 @@ def _tenant_profiles(raw: str, base: TenantProfile | None, *, allow_loopback: bo
         if unknown:
             raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
         profile = _profile_from_mapping(
-            {**inherited, **item}, setting_prefix=f"MCAS_TENANT_PROFILES[{index}].", allow_loopback=allow_loopback
+            {**inherited, **item},
+            setting_prefix=f"MCAS_TENANT_PROFILES[{index}].",
+            allow_loopback=allow_loopback,
         )
         assert profile is not None
         profiles.append(profile)

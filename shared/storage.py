@@ -1,11 +1,13 @@
 """Azure Storage clients built from `AzureWebJobsStorage`, once per worker.
 
-A connection string locally (Azurite); identity-based service URIs in Azure (`AzureWebJobsStorage__queueServiceUri`
+A connection string locally (Azurite); identity-based service URIs in Azure
+(`AzureWebJobsStorage__queueServiceUri`
 and friends with the managed identity). The SDKs are imported here, on first use, not when the app is indexed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from typing import TYPE_CHECKING, Any
@@ -43,7 +45,8 @@ def _storage() -> StorageSettings:
     if not storage.configured:
         raise ConfigurationError(
             "AzureWebJobsStorage",
-            "is not set: give a connection string (local) or AzureWebJobsStorage__queueServiceUri and friends "
+            "is not set: give a connection string (local) or AzureWebJobsStorage__queueServiceUri and "
+            "friends "
             "with AzureWebJobsStorage__credential=managedidentity (Azure)",
         )
     return storage
@@ -63,7 +66,9 @@ def _service_uri(kind: str) -> str:
     storage = _storage()
     uri = getattr(storage, f"{kind}_service_uri")
     if not uri:
-        raise ConfigurationError(f"AzureWebJobsStorage__{kind}ServiceUri", "is required for identity-based storage")
+        raise ConfigurationError(
+            f"AzureWebJobsStorage__{kind}ServiceUri", "is required for identity-based storage"
+        )
     return str(uri)
 
 
@@ -139,15 +144,20 @@ def _ensure(kind: str, name: str, create: Any) -> None:
     with _lock:
         if key in _created:
             return
-        try:
+        with contextlib.suppress(ResourceExistsError):
             create()
-        except ResourceExistsError:
-            pass
         _created.add(key)
 
 
 def reset_storage_clients() -> None:
-    for cached in (_identity_credential, blob_service, table_service, _queue_client, table_client, container_client):
+    for cached in (
+        _identity_credential,
+        blob_service,
+        table_service,
+        _queue_client,
+        table_client,
+        container_client,
+    ):
         cached.cache_clear()
     _created.clear()
 

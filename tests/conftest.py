@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.azurite",
     "tests.fixtures.app_env",
+    "tests.fixtures.leakcheck",
 ]

@@ -48,6 +48,7 @@ class Timer:
 
 EXPECTED: dict[str, Http | Queue | Timer] = {
     "ping": Http(route="ping", methods=("GET",), auth_level="anonymous"),
+    # functions/discovery.py
     "discovery_upload": Queue(queue="mcas-discovery-jobs"),
     "discovery_upload_poison": Queue(queue="mcas-discovery-jobs-poison"),
     # functions/alerts.py
@@ -60,6 +61,8 @@ EXPECTED: dict[str, Http | Queue | Timer] = {
     "jobs_openapi": Http(route="openapi.json", methods=("GET",), auth_level="function"),
     "jobs_worker": Queue(queue="mcas-jobs"),
     "jobs_poison": Queue(queue="mcas-jobs-poison"),
+    # functions/health.py
+    "health": Http(route="health", methods=("GET",), auth_level="function"),
 }
 
 

@@ -78,7 +78,10 @@ def test_loopback_only_with_explicit_flag():
 
 
 def test_sovereign_authority_and_vault_hosts():
-    s = settings(MCAS_AUTHORITY_HOST="https://login.microsoftonline.us", MCAS_KEY_VAULT_URL="https://kv.vault.usgovcloudapi.net")
+    s = settings(
+        MCAS_AUTHORITY_HOST="https://login.microsoftonline.us",
+        MCAS_KEY_VAULT_URL="https://kv.vault.usgovcloudapi.net",
+    )
     assert s.authority_host == "https://login.microsoftonline.us"
     with pytest.raises(ConfigurationError, match="MCAS_AUTHORITY_HOST"):
         settings(MCAS_AUTHORITY_HOST="https://login.example.com")
@@ -112,7 +115,11 @@ def test_legacy_mode_needs_no_app_registration():
 def test_tenant_profiles_inherit_and_must_be_unique():
     profiles = [
         {"name": "contoso"},
-        {"name": "fabrikam", "api_url": "https://fabrikam.eu2.portal.cloudappsecurity.com", "rate_limit_per_minute": 20},
+        {
+            "name": "fabrikam",
+            "api_url": "https://fabrikam.eu2.portal.cloudappsecurity.com",
+            "rate_limit_per_minute": 20,
+        },
     ]
     s = settings(MCAS_TENANT_PROFILES=json.dumps(profiles))
     assert [t.name for t in s.tenants] == ["contoso", "fabrikam"]
@@ -129,8 +136,16 @@ def test_tenant_profiles_inherit_and_must_be_unique():
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("localhost", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-     ("10.0.0.1", False), ("example.com", False), ("localhost.example.com", False)],
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+    ],
 )
 def test_loopback_detection(host, expected):
     assert is_loopback_host(host) is expected

@@ -1,0 +1,58 @@
+"""Alerts blueprint: the scheduled pull (timer) and ad-hoc pulls (queue), both through shared/alert_pull.py.
+
+- `alerts_pull_timer`: schedule from the app setting `MCAS_ALERTS_SCHEDULE` (default `0 */5 * * * *`; the
+  binding reads it as `%MCAS_ALERTS_SCHEDULE%`, so infra must set it - a missing setting breaks indexing),
+  `run_on_startup=False` (peer-lessons.md), `use_monitor=True` so a missed slot runs late rather than never.
+- `alerts_pull_job`: one JSON message per ad-hoc window pull on `mcas-alert-pull-jobs`
+  (`{"tenant", "since"|"lookback", "until", "filters", "job_id"}`); invalid messages are dead-lettered with
+  the reason, transient failures raise so the host retries; `alerts_pull_job_poison` dead-letters jobs that
+  exhausted those retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.storage import QUEUE_ALERT_PULL_JOBS
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
+log = logging.getLogger(__name__)
+
+
+@bp.function_name(name="alerts_pull_timer")
+@bp.timer_trigger(schedule="%MCAS_ALERTS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def alerts_pull_timer(timer: func.TimerRequest) -> None:
+    from shared.alert_pull import run_scheduled_entry
+
+    run_scheduled_entry(past_due=bool(timer.past_due))
+
+
+@bp.function_name(name="alerts_pull_job")
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE_ALERT_PULL_JOBS, connection="AzureWebJobsStorage")
+def alerts_pull_job(msg: func.QueueMessage) -> None:
+    from shared.alert_pull import handle_job_message
+
+    handle_job_message(
+        msg.get_body().decode("utf-8", errors="replace"),
+        message_id=msg.id,
+        dequeue_count=getattr(msg, "dequeue_count", None),
+    )
+
+
+@bp.function_name(name="alerts_pull_job_poison")
+@bp.queue_trigger(
+    arg_name="msg", queue_name=f"{QUEUE_ALERT_PULL_JOBS}-poison", connection="AzureWebJobsStorage"
+)
+def alerts_pull_job_poison(msg: func.QueueMessage) -> None:
+    """Jobs that exhausted the host's retries go to the dead-letter store, never back into a retry loop."""
+    from shared.deadletters import dead_letter
+
+    dead_letter(
+        source=f"{QUEUE_ALERT_PULL_JOBS}-poison",
+        reason="alert pull job exhausted its retries",
+        body=msg.get_body(),
+        message_id=msg.id,
+        dequeue_count=getattr(msg, "dequeue_count", None),
+    )

@@ -1,0 +1,202 @@
+"""Kill-at-random trials for the alert pull (used by bench/bench_alerts.py and, bounded, by the tests).
+
+One trial: a fresh tenant profile name (so a fresh checkpoint) pulls the seeded alerts with
+`mcasctl alerts pull` in a subprocess that is SIGKILLed at a random moment (up to `max_kills` times), then
+rerun until it completes. Checked per trial:
+- at least once: every seeded alert is in the delivered output;
+- no duplicate after sink-side idempotency: no alert id is in two different page blobs (a redelivered page
+  has the same deterministic blob name and overwrites itself);
+- the checkpoint watermark, sampled every few ms while the processes run, never moves backwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrialResult:
+    trial: int
+    tenant: str
+    kills: int = 0
+    killed_at_s: list[float] = field(default_factory=list)
+    runs: int = 0
+    delivered_lines: int = 0
+    missing: int = 0  # seeded alerts absent from the blob sink
+    missing_in_file: int = 0  # ... absent from the --out NDJSON (a second, non-idempotent sink)
+    page_blobs: int = 0
+    duplicates_after_idempotency: int = 0
+    raw_duplicates: int = 0  # in the non-idempotent NDJSON output: at most one page per kill
+    watermarks_sampled: int = 0
+    monotonic: bool = True
+    final_exit: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.missing == 0
+            and self.missing_in_file == 0
+            and self.duplicates_after_idempotency == 0
+            and self.monotonic
+            and self.final_exit == 0
+            and self.raw_duplicates <= 100 * self.kills
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _sample_checkpoints(connection_string: str, tenant: str, stop: threading.Event, out: list[int]) -> None:
+    from azure.data.tables import TableServiceClient
+
+    from shared.checkpoints import STREAM_SCHEDULED, TableCheckpointStore
+
+    table = TableServiceClient.from_connection_string(connection_string).get_table_client("mcasCheckpoints")
+    store = TableCheckpointStore(table)
+    while not stop.is_set():
+        try:
+            cp = store.load(STREAM_SCHEDULED, tenant)
+        except Exception:  # table not created yet
+            cp = None
+        if cp is not None:
+            out.append(cp.watermark_ms)
+        stop.wait(0.01)
+
+
+def _blob_pages(connection_string: str, tenant: str) -> dict[str, list[str]]:
+    from azure.storage.blob import BlobServiceClient
+
+    container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+        "mcas-alerts"
+    )
+    pages: dict[str, list[str]] = {}
+    for blob in container.list_blobs(name_starts_with=f"{tenant}/"):
+        data = container.download_blob(blob.name).readall().decode()
+        pages[blob.name] = [json.loads(line)["id"] for line in data.splitlines() if line]
+    return pages
+
+
+def run_trial(
+    trial: int,
+    *,
+    env: dict[str, str],
+    expected_ids: set[str],
+    workdir: Path,
+    rng: random.Random,
+    kill_after: tuple[float, float] = (0.3, 3.0),
+    max_kills: int = 2,
+    run_timeout: float = 120.0,
+) -> TrialResult:
+    tenant = f"kill{trial:02d}{uuid.uuid4().hex[:6]}"
+    result = TrialResult(trial=trial, tenant=tenant)
+    run_env = {**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": "blob"}
+    samples: list[int] = []
+    stop = threading.Event()
+    sampler = threading.Thread(
+        target=_sample_checkpoints, args=(env["AzureWebJobsStorage"], tenant, stop, samples), daemon=True
+    )
+    sampler.start()
+    outputs: list[Path] = []
+    kills_planned = rng.randint(1, max_kills)
+    try:
+        while True:
+            out = workdir / f"{tenant}-run{result.runs}.ndjson"
+            outputs.append(out)
+            cmd = [
+                sys.executable,
+                "-m",
+                "mcasctl.cli",
+                "alerts",
+                "pull",
+                "--lookback",
+                "30d",
+                "--wait-for-lease",
+                "--out",
+                str(out),
+            ]
+            # stderr to a file, never a pipe nobody drains: a chatty run would block on a full pipe.
+            log_path = workdir / f"{tenant}-run{result.runs}.log"
+            with log_path.open("wb") as log_file:
+                proc = subprocess.Popen(
+                    cmd, cwd=PROJECT_ROOT, env=run_env, stdout=subprocess.DEVNULL, stderr=log_file
+                )
+            result.runs += 1
+            if result.kills < kills_planned:
+                delay = rng.uniform(*kill_after)
+                try:
+                    proc.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    result.kills += 1
+                    result.killed_at_s.append(round(delay, 3))
+                    continue
+                # Finished before the planned kill: a complete run; the trial still counts (no kill).
+            else:
+                proc.wait(timeout=run_timeout)
+            result.final_exit = proc.returncode
+            if proc.returncode != 0:
+                stderr = log_path.read_text(errors="replace")
+                raise RuntimeError(f"trial {trial}: final pull failed: {stderr[-2000:]}")
+            break
+    finally:
+        time.sleep(0.05)
+        stop.set()
+        sampler.join(timeout=5)
+    lines: list[str] = []
+    for out in outputs:
+        if out.exists():
+            lines += [json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()]
+    result.delivered_lines = len(lines)
+    result.raw_duplicates = len(lines) - len(set(lines))
+    pages = _blob_pages(env["AzureWebJobsStorage"], tenant)
+    result.page_blobs = len(pages)
+    per_id = Counter(i for ids in pages.values() for i in ids)
+    result.duplicates_after_idempotency = sum(1 for count in per_id.values() if count > 1)
+    result.missing = len(expected_ids - set(per_id))
+    result.missing_in_file = len(expected_ids - set(lines))
+    result.watermarks_sampled = len(samples)
+    result.monotonic = all(a <= b for a, b in itertools.pairwise(samples))
+    return result
+
+
+def calibrate(env: dict[str, str], workdir: Path) -> float:
+    """Seconds one complete, unkilled `mcasctl alerts pull` of the seeded alerts takes (fresh checkpoint), so
+    trials can pick kill moments inside a run rather than after it."""
+    tenant = f"calib{uuid.uuid4().hex[:6]}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mcasctl.cli",
+        "alerts",
+        "pull",
+        "--lookback",
+        "30d",
+        "--out",
+        str(workdir / f"{tenant}.ndjson"),
+    ]
+    started = time.monotonic()
+    with (workdir / f"{tenant}.log").open("wb") as log_file:
+        code = subprocess.call(
+            cmd,
+            cwd=PROJECT_ROOT,
+            env={**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": "blob"},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    if code != 0:
+        raise RuntimeError(f"calibration pull failed: {(workdir / f'{tenant}.log').read_text()[-2000:]}")
+    return time.monotonic() - started

@@ -1,0 +1,704 @@
+"""The alert pull: page by time from the checkpoint, deliver each page to the sinks, then commit it.
+
+One code path for the timer, the ad-hoc queue job and `mcasctl alerts pull`:
+1. load the tenant's checkpoint (watermark ms + ids delivered at that ms) and take its lease;
+2. ask for `date >= watermark` (minus the ids already delivered at the watermark), sorted ascending, 100 at a
+   time - never deep `skip` (mcas-api.md §4.2) - and drop anything the checkpoint already covers, by id;
+3. make sure the lease covers the delivery (renewing it with a conditional write unless it was just renewed:
+   a run that lost the checkpoint to another stops here, before it delivers anything), deliver the page to
+   every sink within the lease, and only then commit the advanced checkpoint (which renews the lease);
+4. stop cleanly when caught up, at the per-run page cap, or before the time budget runs out; the next run
+   continues from the last committed page. A crash redelivers at most the one uncommitted page.
+While a page is delivered and committed, the next one is already being fetched (its query depends only on the
+checkpoint the current page leads to).
+Tenants run concurrently (each has its own checkpoint, token and request budget); each run leaves a health
+record (start, end, alerts, pages, 429s, lag, error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.alert_config import AlertConfig, parse_duration
+from shared.alert_sinks import AlertBatch, Sink, build_sinks, deliver_all
+from shared.alerts_api import MAX_SKIP, PAGE_LIMIT, AlertPage, AlertsApi
+from shared.alerts_model import NormalizedAlert, iso_utc_ms, normalize
+from shared.checkpoints import (
+    STREAM_ADHOC,
+    STREAM_SCHEDULED,
+    Checkpoint,
+    CheckpointConflict,
+    CheckpointStore,
+    check_monotonic,
+)
+from shared.errors import ConfigurationError, McasError, ValidationError
+from shared.mda_client import RequestStats
+from shared.mda_errors import BudgetExhaustedError
+from shared.mda_filters import Filter, filter_from_json
+from shared.settings import Settings, TenantProfile, get_settings
+
+log = logging.getLogger(__name__)
+
+NEQ_ID_LIMIT = 2000  # ids at the watermark sent as `id.neq`; beyond, dedupe by id only
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    stream: str = STREAM_SCHEDULED
+    key: str | None = None  # checkpoint row; default: the tenant name
+    start_ms: int | None = None  # window start when no checkpoint exists
+    end_ms: int | None = None  # inclusive window end (settle delay or the job's `until`)
+    filters: Filter = field(default_factory=Filter)
+    max_pages: int = 100
+    lease_s: float = 120.0
+    wait_for_lease: bool = False
+    mark_complete: bool = False  # ad-hoc jobs: flag the checkpoint complete once the window is done
+
+
+@dataclass
+class PullResult:
+    tenant: str
+    stream: str
+    key: str
+    run_id: str
+    started_at: str
+    ended_at: str = ""
+    duration_s: float = 0.0
+    alerts: int = 0
+    pages: int = 0
+    requests: int = 0
+    throttled: int = 0
+    skipped_malformed: int = 0
+    watermark_ms: int | None = None
+    newest_ms: int | None = None
+    lag_s: float | None = None
+    stopped: str = "caught_up"  # caught_up | budget | page_cap | busy | lease_lost | complete | error
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _RunState:
+    """The run's latest checkpoint (with its ETag), kept outside the page loop so cleanup sees it."""
+
+    cp: Checkpoint | None = None
+
+
+def page_key(tenant: str, stream: str, key: str, alert_ids: Sequence[str]) -> str:
+    """Deterministic per page content: a redelivered page gets the same blob name and webhook-id."""
+    digest = hashlib.sha256(f"{tenant}|{stream}|{key}|{','.join(alert_ids)}".encode())
+    return digest.hexdigest()[:32]
+
+
+def pull_tenant(
+    profile: TenantProfile,
+    options: PullOptions,
+    *,
+    api: AlertsApi,
+    store: CheckpointStore,
+    sinks: Sequence[Sink],
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    run_id: str | None = None,
+    on_page: Callable[[AlertBatch, Checkpoint], None] | None = None,
+) -> PullResult:
+    """One run for one tenant. Never raises for API/sink/storage trouble: the result carries the error."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    key = options.key or profile.name
+    started_wall, started = wall(), clock()
+    result = PullResult(profile.name, options.stream, key, run_id, _iso(started_wall))
+    stats = RequestStats()
+    state = _RunState()
+    try:
+        state.cp = _take_lease(
+            store,
+            options=options,
+            key=key,
+            owner=run_id,
+            deadline=deadline,
+            clock=clock,
+            wall=wall,
+            sleep=sleep,
+        )
+        if state.cp is None:
+            result.stopped = "busy"
+        elif state.cp.complete:
+            result.stopped = "complete"
+        else:
+            _run_pages(
+                profile,
+                options=options,
+                key=key,
+                state=state,
+                api=api,
+                store=store,
+                sinks=sinks,
+                deadline=deadline,
+                clock=clock,
+                wall=wall,
+                stats=stats,
+                result=result,
+                on_page=on_page,
+            )
+    except CheckpointConflict:
+        result.stopped = "lease_lost"
+        log.warning("alert pull %s/%s: another run took the checkpoint; stopping", options.stream, key)
+        state.cp = None
+    except BudgetExhaustedError:
+        result.stopped = "budget"
+    except McasError as exc:
+        result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
+        log.error("alert pull %s/%s failed: %s", options.stream, key, result.error)
+    except Exception as exc:  # a bug must not stop the other tenants; it is recorded and logged in full
+        result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
+        log.exception("alert pull %s/%s crashed", options.stream, key)
+    finally:
+        cp = state.cp
+        if cp is not None and cp.lease_owner == run_id:
+            try:
+                state.cp = store.save(options.stream, key, cp.released())
+            except Exception as exc:  # the lease expires by itself; never mask the run's own outcome
+                log.warning("could not release the checkpoint lease %s/%s (%s)", options.stream, key, exc)
+    ended_wall = wall()
+    result.ended_at = _iso(ended_wall)
+    result.duration_s = round(clock() - started, 3)
+    result.requests, result.throttled = stats.requests, stats.throttled
+    final = state.cp
+    if final is None:
+        try:
+            final = store.load(options.stream, key)
+        except Exception:  # reporting only
+            final = None
+    if final is not None:
+        result.watermark_ms = final.watermark_ms
+        result.lag_s = round(max(0.0, ended_wall - final.watermark_ms / 1000), 3)
+    return result
+
+
+def _take_lease(
+    store: CheckpointStore,
+    *,
+    options: PullOptions,
+    key: str,
+    owner: str,
+    deadline: float,
+    clock: Callable[[], float],
+    wall: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Checkpoint | None:
+    """The checkpoint with our lease on it, or None when another live run holds it."""
+    while True:
+        cp = store.load(options.stream, key)
+        if cp is None:
+            if options.start_ms is None:
+                raise ConfigurationError("window start", "is needed for a first run (no checkpoint yet)")
+            cp = Checkpoint(watermark_ms=options.start_ms)
+        if cp.complete:
+            return cp
+        now = wall()
+        if cp.lease_held_by_other(owner, now):
+            wait = cp.lease_until - now + 0.05
+            if not options.wait_for_lease or clock() + wait > deadline:
+                log.info("alert pull %s/%s: another run holds the lease; skipping", options.stream, key)
+                return None
+            sleep(min(wait, 0.5))  # poll: the holder usually releases well before its lease expires
+            continue
+        try:
+            return store.save(options.stream, key, cp.leased(owner, now + options.lease_s))
+        except CheckpointConflict:
+            continue  # someone wrote in between: look again
+
+
+def _page_query(options: PullOptions, cp: Checkpoint, *, skip_at_watermark: bool) -> tuple[Filter, int]:
+    """Filters and skip for the page after `cp`: date >= watermark, minus the ids already delivered there."""
+    filters = options.filters.gte("date", cp.watermark_ms)
+    if options.end_ms is not None:
+        filters = filters.lte("date", options.end_ms)
+    skip = 0
+    if skip_at_watermark:
+        filters = filters.lte("date", cp.watermark_ms)
+        skip = len(cp.ids_at_watermark)
+    elif cp.ids_at_watermark and len(cp.ids_at_watermark) <= NEQ_ID_LIMIT:
+        filters = filters.neq("id", *sorted(cp.ids_at_watermark))
+    if skip > MAX_SKIP:
+        raise McasError(f"more than {MAX_SKIP} alerts share the millisecond {cp.watermark_ms}")
+    return filters, skip
+
+
+class _Prefetcher:
+    """Fetches the next page while the current one is delivered and committed (its query depends only on the
+    checkpoint the current page leads to, which is known before delivery). Halves the time per page."""
+
+    def __init__(self, api: AlertsApi, stats: RequestStats, deadline: float) -> None:
+        self._api, self._stats, self._deadline = api, stats, deadline
+        self._pool: Any = None
+        self._pending: tuple[tuple[Filter, int], Any] | None = None
+
+    def start(self, query: tuple[Filter, int]) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-prefetch")
+        future = self._pool.submit(self._fetch, query)
+        self._pending = (query, future)
+
+    def _fetch(self, query: tuple[Filter, int]) -> AlertPage:
+        filters, skip = query
+        return self._api.query(
+            filters,
+            sort_direction="asc",
+            skip=skip,
+            limit=PAGE_LIMIT,
+            deadline=self._deadline,
+            stats=self._stats,
+        )
+
+    def get(self, query: tuple[Filter, int]) -> AlertPage:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == query:
+            page: AlertPage = pending[1].result()
+            return page
+        return self._fetch(query)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_pages(
+    profile: TenantProfile,
+    *,
+    options: PullOptions,
+    key: str,
+    state: _RunState,
+    api: AlertsApi,
+    store: CheckpointStore,
+    sinks: Sequence[Sink],
+    deadline: float,
+    clock: Callable[[], float],
+    wall: Callable[[], float],
+    stats: RequestStats,
+    result: PullResult,
+    on_page: Callable[[AlertBatch, Checkpoint], None] | None,
+    prefetch: bool = True,
+) -> None:
+    """The page loop. `state.cp` always holds the latest written checkpoint (and ETag)."""
+    owner = result.run_id
+    # Leave time to deliver and commit the last page: queries must finish well before the run's deadline.
+    budget = max(0.0, deadline - clock())
+    query_deadline = deadline - min(30.0, 0.25 * budget)
+    skip_at_watermark = False  # fallback when the server ignores id.neq and a page is all repeats
+    fetcher = _Prefetcher(api, stats, query_deadline)
+    try:
+        while True:
+            cp = state.cp
+            assert cp is not None
+            if result.pages >= options.max_pages:
+                result.stopped = "page_cap"
+                return
+            if options.end_ms is not None and cp.watermark_ms > options.end_ms:
+                _finish(store, options, key, state, result)
+                return
+            page = fetcher.get(_page_query(options, cp, skip_at_watermark=skip_at_watermark))
+            fresh, malformed = _new_alerts(page.alerts, cp, profile.name)
+            result.skipped_malformed += malformed
+            if not fresh:
+                if skip_at_watermark:
+                    # Every alert at the watermark is delivered: go on after it (committed with the next).
+                    skip_at_watermark = False
+                    state.cp = dataclasses.replace(
+                        cp, watermark_ms=cp.watermark_ms + 1, ids_at_watermark=frozenset()
+                    )
+                    continue
+                if page.has_next and page.alerts:
+                    skip_at_watermark = True
+                    continue
+                _finish(store, options, key, state, result)
+                return
+            ids = [a["id"] for a in fresh]
+            batch = AlertBatch.build(
+                profile.name, options.stream, page_key(profile.name, options.stream, key, ids), fresh
+            )
+            advanced = cp.advanced((a["id"], a["timestamp_ms"]) for a in fresh)
+            check_monotonic(cp, advanced)
+            more = page.has_next or skip_at_watermark
+            ahead = (
+                prefetch and page.has_next and not skip_at_watermark and result.pages + 1 < options.max_pages
+            )
+            if ahead and clock() < query_deadline - 1.0:
+                fetcher.start(_page_query(options, advanced, skip_at_watermark=False))
+            # Claim the page. Unless our lease was renewed moments ago (90% of it left: the usual case, one
+            # commit per page), renew it conditionally first - if another run took the checkpoint, this raises
+            # CheckpointConflict before anything is delivered. Delivery must then end well before the lease
+            # does, so no other run can start on this page while we deliver it.
+            if cp.lease_until - wall() < 0.9 * options.lease_s:
+                state.cp = store.save(options.stream, key, cp.leased(owner, wall() + options.lease_s))
+            lease_left = (state.cp.lease_until if state.cp is not None else cp.lease_until) - wall()
+            deliver_all(sinks, batch, deadline=min(deadline, clock() + lease_left - 0.1 * options.lease_s))
+            etag = state.cp.etag if state.cp is not None else None
+            committed = dataclasses.replace(advanced, etag=etag).leased(owner, wall() + options.lease_s)
+            state.cp = store.save(options.stream, key, committed)
+            result.pages += 1
+            result.alerts += len(fresh)
+            result.newest_ms = max(result.newest_ms or 0, batch.last_ms)
+            if on_page is not None:
+                on_page(batch, state.cp)
+            if not more:
+                _finish(store, options, key, state, result)
+                return
+            if clock() >= query_deadline - 1.0:
+                result.stopped = "budget"
+                return
+    finally:
+        fetcher.close()
+
+
+def _finish(
+    store: CheckpointStore, options: PullOptions, key: str, state: _RunState, result: PullResult
+) -> None:
+    result.stopped = "caught_up"
+    cp = state.cp
+    if options.mark_complete and cp is not None and not cp.complete:
+        state.cp = store.save(options.stream, key, dataclasses.replace(cp, complete=True))
+        result.stopped = "complete"
+
+
+def _new_alerts(
+    raw: Sequence[dict[str, Any]], cp: Checkpoint, tenant: str
+) -> tuple[list[NormalizedAlert], int]:
+    """Normalised alerts of a page that the checkpoint does not cover, each id once, in page order."""
+    fresh: list[NormalizedAlert] = []
+    seen: set[str] = set()
+    malformed = 0
+    for item in raw:
+        try:
+            alert = normalize(item, tenant=tenant)
+        except ValidationError as exc:
+            malformed += 1
+            log.warning("skipping a malformed alert from %s: %s", tenant, exc)
+            continue
+        if alert["id"] in seen or cp.covers(alert["id"], alert["timestamp_ms"]):
+            continue
+        seen.add(alert["id"])
+        fresh.append(alert)
+    return fresh, malformed
+
+
+def _iso(epoch_s: float) -> str:
+    return iso_utc_ms(int(epoch_s * 1000))
+
+
+# -- health records ---------------------------------------------------------------------------------
+
+
+def record_health(result: PullResult) -> None:
+    """One row per run per tenant in `mcasHealth` (newest first within the tenant's partition)."""
+    from shared.storage import TABLE_HEALTH, table_client
+
+    started_ms = int(dt.datetime.fromisoformat(result.started_at.replace("Z", "+00:00")).timestamp() * 1000)
+    entity: dict[str, Any] = {
+        "PartitionKey": f"alerts.{result.tenant}",
+        "RowKey": f"{10**13 - started_ms:013d}-{result.run_id}",
+        "kind": "alerts",
+        "stream": result.stream,
+        "checkpoint": result.key,
+        "start": result.started_at,
+        "end": result.ended_at,
+        "duration_s": float(result.duration_s),
+        "alerts_delivered": result.alerts,
+        "pages": result.pages,
+        "requests": result.requests,
+        "throttled_429": result.throttled,
+        "lag_s": float(result.lag_s) if result.lag_s is not None else -1.0,
+        "watermark_ms": str(result.watermark_ms) if result.watermark_ms is not None else "",
+        "stopped": result.stopped,
+        "error": (result.error or "")[:1000],
+    }
+    table_client(TABLE_HEALTH).upsert_entity(entity)
+
+
+def _safe_record(recorder: Callable[[PullResult], None], result: PullResult) -> None:
+    try:
+        recorder(result)
+    except Exception as exc:  # losing a health row must not fail a run that delivered alerts
+        log.warning("could not write the health record for %s: %s", result.tenant, exc)
+
+
+# -- entry points -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PullEnvironment:
+    """The seams of a run; `default_environment()` wires the real ones."""
+
+    api_for: Callable[[TenantProfile], AlertsApi]
+    store: CheckpointStore
+    sinks: Sequence[Sink]
+    recorder: Callable[[PullResult], None] = record_health
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+def default_environment(
+    config: AlertConfig, *, extra_sinks: Sequence[Sink] = (), require_sink: bool = True
+) -> PullEnvironment:
+    from shared.checkpoints import checkpoint_store
+    from shared.mda_client import client_for
+
+    sinks: list[Sink] = [
+        *build_sinks(
+            config.sinks, webhook_url=config.webhook_url, webhook_secret_name=config.webhook_secret_name
+        ),
+        *extra_sinks,
+    ]
+    if require_sink and not sinks:
+        raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink: set any of queue, blob, webhook")
+    return PullEnvironment(api_for=lambda p: AlertsApi(client_for(p)), store=checkpoint_store(), sinks=sinks)
+
+
+def run_scheduled(
+    *,
+    settings: Settings | None = None,
+    env: PullEnvironment | None = None,
+    start_ms: int | None = None,
+    tenants: Sequence[str] | None = None,
+    budget_s: float | None = None,
+    wait_for_lease: bool = False,
+) -> list[PullResult]:
+    """The timer's run over every tenant profile (concurrently); `mcasctl alerts pull` runs the same."""
+    settings = settings or get_settings()
+    config = AlertConfig.from_settings(settings)
+    env = env or default_environment(config)
+    profiles = [p for p in settings.tenants if tenants is None or p.name in tenants]
+    if tenants is not None and len(profiles) != len(set(tenants)):
+        known = ", ".join(p.name for p in settings.tenants)
+        raise ConfigurationError("--tenant", f"names an unknown tenant profile (known: {known})")
+    deadline = env.clock() + (budget_s if budget_s is not None else config.time_budget_s)
+    now_ms = int(env.wall() * 1000)
+    options = PullOptions(
+        stream=STREAM_SCHEDULED,
+        start_ms=start_ms if start_ms is not None else now_ms - int(config.first_fetch_lookback_s * 1000),
+        end_ms=now_ms - int(config.settle_s * 1000) if config.settle_s > 0 else None,
+        max_pages=config.max_pages_per_run,
+        lease_s=config.lease_s,
+        wait_for_lease=wait_for_lease,
+    )
+    return _run_tenants(profiles, options, env, deadline)
+
+
+def run_scheduled_entry(*, past_due: bool = False) -> list[PullResult]:
+    """Timer entry: pull every tenant; fail the invocation (for monitoring) if any tenant's run failed."""
+    if past_due:
+        log.info("alert pull timer is past due; running now")
+    results = run_scheduled()
+    failed = [r for r in results if r.error]
+    if failed:
+        raise McasError("alert pull failed for " + "; ".join(f"{r.tenant}: {r.error}" for r in failed))
+    return results
+
+
+def _run_tenants(
+    profiles: Sequence[TenantProfile], options: PullOptions, env: PullEnvironment, deadline: float
+) -> list[PullResult]:
+    def one(profile: TenantProfile) -> PullResult:
+        result = pull_tenant(
+            profile,
+            options,
+            api=env.api_for(profile),
+            store=env.store,
+            sinks=env.sinks,
+            deadline=deadline,
+            clock=env.clock,
+            wall=env.wall,
+            sleep=env.sleep,
+        )
+        _safe_record(env.recorder, result)
+        log.info(
+            "alert pull %s: %d alerts in %d pages, %d requests, %d x 429, stopped: %s%s",
+            result.tenant,
+            result.alerts,
+            result.pages,
+            result.requests,
+            result.throttled,
+            result.stopped,
+            f" ({result.error})" if result.error else "",
+        )
+        return result
+
+    if len(profiles) == 1:
+        return [one(profiles[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(profiles)), thread_name_prefix="alert-pull") as pool:
+        return list(pool.map(one, profiles))
+
+
+# -- ad-hoc jobs (queue trigger) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullJob:
+    job_id: str
+    tenant: str | None
+    start_ms: int
+    end_ms: int
+    filters: Filter
+
+    def to_message(self) -> str:
+        return json.dumps(
+            {
+                "job_id": self.job_id,
+                "tenant": self.tenant,
+                "since": iso_utc_ms(self.start_ms),
+                "until": iso_utc_ms(self.end_ms),
+                "filters": self.filters.to_json(),
+            }
+        )
+
+
+_JOB_KEYS = {"job_id", "tenant", "since", "until", "lookback", "filters", "correlationId", "correlation_id"}
+
+
+def parse_job(body: str, *, now_ms: int, default_job_id: str) -> PullJob:
+    """Validate an ad-hoc pull message; ValidationError says what is wrong (the message is dead-lettered)."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, TypeError):
+        raise ValidationError("the message is not JSON") from None
+    if not isinstance(raw, dict):
+        raise ValidationError("the message must be a JSON object")
+    unknown = set(raw) - _JOB_KEYS
+    if unknown:
+        raise ValidationError(f"unknown keys {sorted(unknown)}")
+    job_id = str(raw.get("job_id") or default_job_id)
+    if not job_id.replace("-", "").replace("_", "").isalnum() or len(job_id) > 64:
+        raise ValidationError("job_id may hold up to 64 letters, digits, '-' and '_'")
+    tenant = raw.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError("tenant must be a profile name")
+    if "since" in raw and "lookback" in raw:
+        raise ValidationError("give since or lookback, not both")
+    try:
+        if "since" in raw:
+            start_ms = _parse_time_ms(raw["since"], "since")
+        else:
+            start_ms = now_ms - int(parse_duration(str(raw.get("lookback", "24h")), name="lookback") * 1000)
+        end_ms = _parse_time_ms(raw["until"], "until") if raw.get("until") is not None else now_ms
+        filters = filter_from_json(raw.get("filters"))
+    except (ConfigurationError, ValueError) as exc:
+        raise ValidationError(str(exc)) from None
+    if "date" in filters.to_json():
+        raise ValidationError("filters must not constrain date; use since/until")
+    if end_ms < start_ms:
+        raise ValidationError("until is before since")
+    return PullJob(job_id, tenant, start_ms, end_ms, filters)
+
+
+def _parse_time_ms(value: Any, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name} must be ISO-8601 or epoch milliseconds, got {value!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return int(moment.timestamp() * 1000)
+    raise ValueError(f"{name} must be ISO-8601 or epoch milliseconds")
+
+
+def run_job(
+    job: PullJob,
+    *,
+    settings: Settings | None = None,
+    env: PullEnvironment | None = None,
+    budget_s: float | None = None,
+    requeue: Callable[[PullJob], None] | None = None,
+) -> PullResult:
+    """An ad-hoc window pull with its own checkpoint (`alerts-adhoc/<tenant>.<job>`): a redelivered message
+    resumes instead of starting over, and a job longer than one run re-enqueues itself."""
+    settings = settings or get_settings()
+    config = AlertConfig.from_settings(settings)
+    env = env or default_environment(config)
+    try:
+        profile = settings.tenant(job.tenant) if job.tenant else settings.default_tenant
+    except ConfigurationError as exc:
+        raise ValidationError(str(exc)) from None
+    options = PullOptions(
+        stream=STREAM_ADHOC,
+        key=f"{profile.name}.{job.job_id}",
+        start_ms=job.start_ms,
+        end_ms=job.end_ms,
+        filters=job.filters,
+        max_pages=config.max_pages_per_run,
+        lease_s=config.lease_s,
+        mark_complete=True,
+    )
+    deadline = env.clock() + (budget_s if budget_s is not None else config.time_budget_s)
+    result = _run_tenants([profile], options, env, deadline)[0]
+    if result.stopped in ("budget", "page_cap"):
+        (requeue or _requeue)(job)
+    return result
+
+
+def _requeue(job: PullJob) -> None:
+    from shared.storage import QUEUE_ALERT_PULL_JOBS, queue_client
+
+    queue_client(QUEUE_ALERT_PULL_JOBS).send_message(job.to_message())
+
+
+def handle_job_message(
+    body: str, *, message_id: str | None, dequeue_count: int | None = None
+) -> PullResult | None:
+    """Queue-trigger entry: invalid messages are dead-lettered (not raised); transient failures raise so the
+    host retries; a job another run is already working on (busy) is left to that run."""
+    from shared.deadletters import dead_letter
+    from shared.storage import QUEUE_ALERT_PULL_JOBS
+
+    now_ms = int(time.time() * 1000)
+    default_id = message_id or hashlib.sha256(body.encode()).hexdigest()[:24]
+    try:
+        job = parse_job(body, now_ms=now_ms, default_job_id=default_id)
+        result = run_job(job)
+    except ValidationError as exc:
+        dead_letter(
+            source=QUEUE_ALERT_PULL_JOBS,
+            reason=f"invalid alert pull job: {exc}",
+            body=body,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+        )
+        return None
+    if result.error:
+        raise McasError(f"alert pull job {job.job_id} failed: {result.error}")
+    return result
+
+
+def summarize(results: Sequence[PullResult]) -> Mapping[str, Any]:
+    return {
+        "tenants": len(results),
+        "alerts": sum(r.alerts for r in results),
+        "pages": sum(r.pages for r in results),
+        "requests": sum(r.requests for r in results),
+        "throttled": sum(r.throttled for r in results),
+        "errors": [f"{r.tenant}: {r.error}" for r in results if r.error],
+    }

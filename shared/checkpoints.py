@@ -1,0 +1,205 @@
+"""Per-tenant alert checkpoints in Azure Table storage, with ETag concurrency and a delivery lease.
+
+A checkpoint says "every alert created before `watermark_ms`, and the ones listed in `ids_at_watermark`
+(created exactly at `watermark_ms`), have been delivered". Many alerts can share a millisecond, so a timestamp
+alone would either skip or repeat some (peer-lessons.md: `last + 1 ms` loses, `gte last` repeats).
+
+Two runs of the same tenant (an overlapping timer, a manual `mcasctl alerts pull`) must never deliver the
+same page twice nor move the watermark backwards. Every write is conditional on the ETag read, and a run
+holds a lease (owner + expiry) in the same entity, renewed with every page commit: a run that finds another
+live lease stops (or waits), and before delivering a page with less than half its lease left a run renews
+it conditionally, so a run whose lease expired and was taken over finds out before it delivers anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.errors import TransientError
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+STREAM_SCHEDULED = "alerts"
+STREAM_ADHOC = "alerts-adhoc"
+_IDS_CHUNK_CHARS = 30_000  # Table string properties hold 32K UTF-16 characters
+
+
+class CheckpointConflict(TransientError):
+    """Another run wrote the checkpoint since we read it (412/409); this run must stop without delivering."""
+
+
+class CheckpointRegression(RuntimeError):
+    """A programming error: an attempt to move a watermark backwards."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    watermark_ms: int
+    ids_at_watermark: frozenset[str] = frozenset()
+    lease_owner: str | None = None
+    lease_until: float = 0.0  # epoch seconds
+    delivered_total: int = 0
+    pages_total: int = 0
+    complete: bool = False  # ad-hoc jobs: the window is fully delivered
+    etag: str | None = field(default=None, compare=False)
+
+    def advanced(self, delivered: Iterable[tuple[str, int]]) -> Checkpoint:
+        """The checkpoint after (id, timestamp_ms) pairs were delivered. Never earlier than self."""
+        items = list(delivered)
+        if not items:
+            return self
+        # Alerts older than the watermark (a server returning more than asked) never move it back.
+        newest = max(self.watermark_ms, *(ts for _, ts in items))
+        at_newest = {i for i, ts in items if ts == newest}
+        ids = (self.ids_at_watermark | at_newest) if newest == self.watermark_ms else frozenset(at_newest)
+        return replace(
+            self,
+            watermark_ms=newest,
+            ids_at_watermark=frozenset(ids),
+            delivered_total=self.delivered_total + len(items),
+            pages_total=self.pages_total + 1,
+        )
+
+    def leased(self, owner: str, until: float) -> Checkpoint:
+        return replace(self, lease_owner=owner, lease_until=until)
+
+    def released(self) -> Checkpoint:
+        return replace(self, lease_owner=None, lease_until=0.0)
+
+    def lease_held_by_other(self, owner: str, now: float) -> bool:
+        return self.lease_owner not in (None, owner) and self.lease_until > now
+
+    def covers(self, alert_id: str, timestamp_ms: int) -> bool:
+        """True when this alert was already delivered."""
+        return timestamp_ms < self.watermark_ms or (
+            timestamp_ms == self.watermark_ms and alert_id in self.ids_at_watermark
+        )
+
+
+def check_monotonic(old: Checkpoint, new: Checkpoint) -> None:
+    if new.watermark_ms < old.watermark_ms:
+        raise CheckpointRegression(f"watermark would move back from {old.watermark_ms} to {new.watermark_ms}")
+
+
+class CheckpointStore(Protocol):
+    def load(self, stream: str, key: str) -> Checkpoint | None: ...
+
+    def save(self, stream: str, key: str, checkpoint: Checkpoint) -> Checkpoint:
+        """Write conditionally on `checkpoint.etag` (None: only if absent); return it with the new ETag.
+
+        Raises CheckpointConflict when another writer got there first.
+        """
+        ...
+
+
+def _to_entity(stream: str, key: str, cp: Checkpoint) -> dict[str, Any]:
+    ids = ",".join(sorted(cp.ids_at_watermark))
+    chunks = [ids[i : i + _IDS_CHUNK_CHARS] for i in range(0, len(ids), _IDS_CHUNK_CHARS)] or [""]
+    entity: dict[str, Any] = {
+        "PartitionKey": stream,
+        "RowKey": key,
+        "watermark_ms": str(cp.watermark_ms),
+        "watermark_iso": dt.datetime.fromtimestamp(cp.watermark_ms / 1000, tz=dt.UTC).isoformat(),
+        "ids_chunks": len(chunks),
+        "ids_count": len(cp.ids_at_watermark),
+        "lease_owner": cp.lease_owner or "",
+        "lease_until": float(cp.lease_until),
+        "delivered_total": str(cp.delivered_total),
+        "pages_total": str(cp.pages_total),
+        "complete": cp.complete,
+    }
+    for index, chunk in enumerate(chunks):
+        entity[f"ids_{index}"] = chunk
+    return entity
+
+
+def _from_entity(entity: Any, etag: str | None) -> Checkpoint:
+    chunks = int(entity.get("ids_chunks") or 0)
+    ids = "".join(str(entity.get(f"ids_{i}") or "") for i in range(chunks))
+    return Checkpoint(
+        watermark_ms=int(entity["watermark_ms"]),
+        ids_at_watermark=frozenset(i for i in ids.split(",") if i),
+        lease_owner=str(entity.get("lease_owner") or "") or None,
+        lease_until=float(entity.get("lease_until") or 0.0),
+        delivered_total=int(entity.get("delivered_total") or 0),
+        pages_total=int(entity.get("pages_total") or 0),
+        complete=bool(entity.get("complete", False)),
+        etag=etag,
+    )
+
+
+class TableCheckpointStore:
+    """Checkpoints as Table entities (PartitionKey = stream, RowKey = tenant or job key)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def load(self, stream: str, key: str) -> Checkpoint | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._table.get_entity(stream, key)
+        except ResourceNotFoundError:
+            return None
+        return _from_entity(entity, entity.metadata.get("etag"))
+
+    def save(self, stream: str, key: str, checkpoint: Checkpoint) -> Checkpoint:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = _to_entity(stream, key, checkpoint)
+        try:
+            if checkpoint.etag is None:
+                meta = self._table.create_entity(entity)
+            else:
+                meta = self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=checkpoint.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise CheckpointConflict(f"checkpoint {stream}/{key} was changed by another run") from exc
+        return replace(checkpoint, etag=str(meta.get("etag")))
+
+
+class MemoryCheckpointStore:
+    """Same semantics in memory (unit tests, `mcasctl` dry runs)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[str, int]] = {}
+        self._lock = threading.Lock()
+        self._version = 0
+        self.writes = 0
+
+    def load(self, stream: str, key: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._rows.get((stream, key))
+        if row is None:
+            return None
+        return _from_entity(json.loads(row[0]), f"v{row[1]}")
+
+    def save(self, stream: str, key: str, checkpoint: Checkpoint) -> Checkpoint:
+        with self._lock:
+            current = self._rows.get((stream, key))
+            current_etag = f"v{current[1]}" if current else None
+            if current_etag != checkpoint.etag:
+                raise CheckpointConflict(f"checkpoint {stream}/{key} was changed by another run")
+            self._version += 1
+            self._rows[(stream, key)] = (json.dumps(_to_entity(stream, key, checkpoint)), self._version)
+            self.writes += 1
+            return replace(checkpoint, etag=f"v{self._version}")
+
+
+def checkpoint_store() -> CheckpointStore:
+    """The worker's store over `TABLE_CHECKPOINTS` (storage SDKs imported on first use)."""
+    from shared.storage import TABLE_CHECKPOINTS, table_client
+
+    return TableCheckpointStore(table_client(TABLE_CHECKPOINTS))

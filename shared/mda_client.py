@@ -1,0 +1,431 @@
+"""The one way this app talks to the Defender for Cloud Apps REST API.
+
+Every call goes through `MdaClient.request`, which owns the policies peers got wrong (peer-lessons.md §4):
+- one pooled `requests.Session` per worker and a timeout on every call;
+- the tenant-wide distributed rate limiter (shared/ratelimit.py) before every attempt, so the client stays
+  under 30 requests per minute per tenant across all instances;
+- 429: wait as told (`Retry-After`, else the N seconds in the body's message, else 60 s) plus jitter, and
+  tell the limiter so every instance pauses;
+- 5xx, timeouts and connection errors: capped exponential backoff with full jitter, for idempotent calls
+  ONLY - a non-idempotent call (closing alerts) fails fast and the caller re-checks state before a retry;
+- 401: drop the cached token once and retry;
+- a deadline: the client never sleeps (for the limiter, a 429 or a backoff) past the caller's time budget;
+- clock, sleep and randomness injectable so tests run in milliseconds.
+The Authorization header is never logged and never part of an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.caches import register_cache_reset
+from shared.mda_errors import (
+    ApiError,
+    ApiUnavailableError,
+    AuthError,
+    BadRequestError,
+    BudgetExhaustedError,
+    ClientRequestError,
+    NotFoundError,
+    ServerError,
+    ThrottledError,
+)
+from shared.ratelimit import NullRateLimiter, RateLimiter, RateLimitWaitTooLong, limiter_for
+
+if TYPE_CHECKING:
+    import requests
+
+    from shared.auth import ApiCredential
+    from shared.settings import TenantProfile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_THROTTLE_WAIT_S = 60.0
+MIN_ATTEMPT_S = 0.5  # below this much remaining budget an attempt is not worth starting
+_SECONDS_IN_MESSAGE = re.compile(r"(\d+(?:\.\d+)?)\s*seconds?", re.IGNORECASE)
+_CORRELATION_HEADERS = ("x-ms-correlation-id", "x-correlation-id", "x-ms-request-id", "request-id")
+
+
+class HttpSession(Protocol):
+    """What the client needs from `requests.Session` (tests pass a scripted stand-in)."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = ...,
+        params: Any = ...,
+        data: Any = ...,
+        headers: Any = ...,
+        timeout: Any = ...,
+        allow_redirects: bool = ...,
+    ) -> requests.Response: ...
+
+
+@dataclass
+class RequestStats:
+    """Counters for one run (a pull, a close); pass the same object to every request of that run."""
+
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    limiter_wait_s: float = 0.0
+    throttle_wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5  # for idempotent calls on 5xx / timeouts / connection errors
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 30.0
+    max_throttle_retries: int = 6
+    throttle_jitter: float = 0.1  # fraction of the told wait added at random (never less than told)
+
+
+class MdaClient:
+    """HTTP core for one tenant (and one identity). Build it with `client_for`; tests inject the seams."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: ApiCredential,
+        *,
+        session: HttpSession | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        tenant: str | None = None,
+    ) -> None:
+        if not base_url.startswith("https://"):
+            raise ValueError("the API base URL must be https://")
+        self.base_url = base_url.rstrip("/")
+        self.tenant = tenant or self.base_url
+        self._credential = credential
+        self._session = session
+        self._limiter: RateLimiter = limiter or NullRateLimiter()
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._stats_lock = threading.Lock()
+        self.totals = RequestStats()  # since the client was built (all runs of this worker)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock `deadline` values are measured on (monotonic seconds by default)."""
+        return self._clock
+
+    def deadline_in(self, seconds: float) -> float:
+        return self._clock() + seconds
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        idempotent: bool,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        stats: RequestStats | None = None,
+    ) -> Any:
+        """Send one API request under the policies above; return parsed JSON (text as str, empty as None).
+
+        `path` is the API path, e.g. "/api/v1/alerts/". `deadline` is a time on `self.clock`: nothing sleeps
+        past it. Raises a subclass of `ApiError` (see shared/mda_errors.py).
+        """
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        method = method.upper()
+        url = f"{self.base_url}{path}"
+        attempt = 0
+        throttles = 0
+        reauthorized = False
+        while True:
+            remaining = self._remaining(deadline, method, path)
+            authorization = self._credential.authorization_header()
+            self._acquire_slot(remaining, method, path, stats)
+            remaining = self._remaining(deadline, method, path)
+            call_timeout = timeout or self._timeout
+            if remaining is not None:
+                call_timeout = min(call_timeout, remaining)
+            self._count(stats, requests=1)
+            started = self._clock()
+            try:
+                response = self._http().request(
+                    method,
+                    url,
+                    json=json,
+                    params=dict(params) if params else None,
+                    data=dict(data) if data else None,
+                    headers={"Authorization": authorization, "Accept": "application/json"},
+                    timeout=call_timeout,
+                    allow_redirects=False,
+                )
+            except Exception as exc:
+                error = self._transport_error(exc, method, path)
+                if error is None:
+                    raise
+                retryable = not _is_tls_failure(exc)  # a certificate problem does not fix itself
+                if retryable and idempotent and attempt + 1 < self._retry.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, error, stats)
+                    continue
+                raise error from exc
+            elapsed_ms = (self._clock() - started) * 1000
+            status = response.status_code
+            log.debug("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
+            if 200 <= status < 300:
+                return _parse_body(response)
+            error = _error_from(response, method, path)
+            if status == 401 and not reauthorized:
+                # The cached token may be revoked or expired early: fetch a fresh one, once.
+                log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
+                self._credential.invalidate()
+                reauthorized = True
+                continue
+            if status == 429:
+                # A 429 was refused before processing, so even non-idempotent calls may repeat it.
+                throttles += 1
+                self._count(stats, throttled=1)
+                if throttles > self._retry.max_throttle_retries:
+                    raise error
+                told = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_WAIT_S
+                wait = told * (1 + self._retry.throttle_jitter * self._rng())
+                log.warning("%s %s throttled (429); waiting %.1f s as told", method, path, wait)
+                self._limiter.penalize(wait)
+                self._sleep_within(wait, deadline, error)
+                self._count(stats, throttle_wait_s=wait)
+                continue
+            if status >= 500 and idempotent and attempt + 1 < self._retry.max_attempts:
+                attempt += 1
+                self._backoff(attempt, deadline, error, stats)
+                continue
+            raise error
+
+    # -- policy helpers ----------------------------------------------------------------------------------
+
+    def _remaining(self, deadline: float | None, method: str, path: str) -> float | None:
+        if deadline is None:
+            return None
+        remaining = deadline - self._clock()
+        if remaining < MIN_ATTEMPT_S:
+            raise BudgetExhaustedError("the time budget is spent", method=method, path=path)
+        return remaining
+
+    def _acquire_slot(
+        self, remaining: float | None, method: str, path: str, stats: RequestStats | None
+    ) -> None:
+        max_wait = None if remaining is None else max(0.0, remaining - MIN_ATTEMPT_S)
+        try:
+            waited = self._limiter.acquire(max_wait=max_wait)
+        except RateLimitWaitTooLong as exc:
+            raise BudgetExhaustedError(
+                f"the tenant's request budget frees up in {exc.wait_s:.1f} s, after the time budget ends",
+                method=method,
+                path=path,
+                retry_after=exc.wait_s,
+            ) from exc
+        if waited:
+            self._count(stats, limiter_wait_s=waited)
+
+    def _backoff(
+        self, attempt: int, deadline: float | None, error: ApiError, stats: RequestStats | None
+    ) -> None:
+        ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * (2 ** (attempt - 1)))
+        wait = ceiling * self._rng()  # full jitter
+        log.warning(
+            "%s %s failed (%s); retry %d in %.2f s", error.method, error.path, error.status, attempt, wait
+        )
+        self._count(stats, retries=1)
+        self._sleep_within(wait, deadline, error)
+
+    def _sleep_within(self, wait: float, deadline: float | None, error: ApiError) -> None:
+        if deadline is not None and self._clock() + wait + MIN_ATTEMPT_S > deadline:
+            raise error
+        self._sleep(wait)
+
+    def _count(self, stats: RequestStats | None, **deltas: float) -> None:
+        with self._stats_lock:
+            for target in (self.totals, stats):
+                if target is None:
+                    continue
+                for name, delta in deltas.items():
+                    setattr(target, name, getattr(target, name) + delta)
+
+    def _http(self) -> HttpSession:
+        if self._session is None:
+            self._session = shared_session()
+        return self._session
+
+    @staticmethod
+    def _transport_error(exc: Exception, method: str, path: str) -> ApiError | None:
+        import requests
+
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ApiUnavailableError(
+                "TLS failed (certificate not trusted? check REQUESTS_CA_BUNDLE)", method=method, path=path
+            )
+        if isinstance(exc, requests.Timeout):
+            return ApiUnavailableError("the request timed out", method=method, path=path)
+        if isinstance(exc, requests.ConnectionError):
+            return ApiUnavailableError(f"connection failed ({type(exc).__name__})", method=method, path=path)
+        if isinstance(exc, requests.RequestException):
+            return ApiUnavailableError(f"request failed ({type(exc).__name__})", method=method, path=path)
+        return None
+
+
+def _is_tls_failure(exc: Exception) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.SSLError)
+
+
+def _parse_body(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "json" in content_type:
+        return response.json()
+    if content_type.startswith("text/"):
+        return response.text
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _error_from(response: requests.Response, method: str, path: str) -> ApiError:
+    status = response.status_code
+    body: Any = None
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        body = None
+    message, code, correlation = _error_fields(body)
+    if not message:
+        text = response.text.strip() if response.content and not isinstance(body, dict) else ""
+        message = text[:300] if text and len(text) < 300 else (response.reason or f"HTTP {status}")
+    for header in _CORRELATION_HEADERS:
+        if correlation:
+            break
+        correlation = response.headers.get(header)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "error_code": code,
+        "correlation_id": correlation,
+        "method": method,
+        "path": path,
+    }
+    if status == 429:
+        return ThrottledError(message, retry_after=_retry_after(response, message), **kwargs)
+    if status >= 500:
+        return ServerError(message, **kwargs)
+    if status in (401, 403):
+        return AuthError(message, **kwargs)
+    if status == 404:
+        return NotFoundError(message, **kwargs)
+    if status == 400:
+        return BadRequestError(message, **kwargs)
+    return ClientRequestError(message, **kwargs)
+
+
+def _error_fields(body: Any) -> tuple[str, str | None, str | None]:
+    if not isinstance(body, dict):
+        return "", None, None
+    message: Any = body.get("detail") or body.get("message") or body.get("errorMessage") or ""
+    code: Any = body.get("errorMessageCode") or body.get("code")
+    inner = body.get("error")
+    if isinstance(inner, dict):
+        message = message or inner.get("message") or ""
+        code = code or inner.get("code")
+    elif isinstance(inner, str):
+        message = message or inner
+    correlation = body.get("correlation_id") or body.get("correlationId")
+    return str(message)[:500], (str(code) if code else None), (str(correlation) if correlation else None)
+
+
+def _retry_after(response: requests.Response, message: str) -> float | None:
+    """`Retry-After` (seconds or an HTTP date), else the N in "... N seconds." (mcas-api.md §4.3)."""
+    header = response.headers.get("Retry-After")
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(header)
+                return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    found = _SECONDS_IN_MESSAGE.findall(message or "")
+    if found:
+        return float(found[-1])
+    return None
+
+
+# -- per-worker singletons ------------------------------------------------------------------------------
+
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
+_clients: dict[TenantProfile, MdaClient] = {}
+
+
+def shared_session() -> requests.Session:
+    """The worker's one pooled session (requests is imported here, not when the app is indexed)."""
+    global _session  # noqa: PLW0603 - a deliberate lazily built per-worker singleton
+    with _session_lock:
+        if _session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=0)
+            session.mount("https://", adapter)
+            _session = session
+        return _session
+
+
+def client_for(profile: TenantProfile, *, user_assertion: str | None = None) -> MdaClient:
+    """The worker's client for a tenant profile (cached); on-behalf-of clients are built per call."""
+    from shared.auth import api_credential
+
+    limiter = limiter_for(profile.api_url, profile.rate_limit_per_minute)
+    if user_assertion is not None:
+        credential = api_credential(profile, user_assertion=user_assertion)
+        return MdaClient(profile.api_url, credential, limiter=limiter, tenant=profile.name)
+    with _session_lock:
+        client = _clients.get(profile)
+    if client is None:
+        client = MdaClient(profile.api_url, api_credential(profile), limiter=limiter, tenant=profile.name)
+        with _session_lock:
+            client = _clients.setdefault(profile, client)
+    return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients and the session (tests, `mcasctl`)."""
+    global _session  # noqa: PLW0603
+    with _session_lock:
+        _clients.clear()
+        if _session is not None:
+            _session.close()
+        _session = None
+
+
+register_cache_reset(reset_clients)

@@ -1,0 +1,168 @@
+"""Pure parts: the filter builder, alert normalisation (enums incl. unknown values) and the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from localdev.simulator.seed import AlertFactory
+from shared.alerts_model import ALERT_SCHEMA, SCHEMA_VERSION, normalize
+from shared.errors import ValidationError
+from shared.mda_filters import Filter, filter_from_json, to_epoch_ms
+from tests.alerts.fakes import BASE, T0_MS
+
+DOC_EXAMPLE = {
+    "_id": "603f704aaf7417985bbf3b22",
+    "contextId": "206e2965-6533-48a6-ba9e-794364a84bf9",
+    "description": "<p>html</p>",
+    "entities": [
+        {
+            "entityRole": "Source",
+            "entityType": 2,
+            "id": "6204bdaf-1",
+            "inst": 0,
+            "label": "user1",
+            "pa": "user1@contoso.com",
+            "type": "account",
+        },
+        {"id": 20940, "label": "Active Directory", "type": "service"},
+        {
+            "id": "5bfd18bfab73c36ba10d38ca",
+            "label": "Honeytoken activity",
+            "policyType": "ANOMALY_DETECTION",
+            "type": "policyRule",
+        },
+    ],
+    "idValue": 15795464,
+    "isSystemAlert": False,
+    "resolutionStatusValue": 0,
+    "severityValue": 1,
+    "statusValue": 1,
+    "stories": [0],
+    "threatScore": 34,
+    "timestamp": 1621941916475,
+    "title": "Honeytoken activity",
+    "comment": "",
+    "handledByUser": "administrator@contoso.com",
+    "resolveTime": "2021-05-13T14:02:34.904Z",
+    "URL": "https://contoso.portal.cloudappsecurity.com/#/alerts/603f704aaf7417985bbf3b22",
+}
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda f: f.gte("date", 1_700_000_000_000), {"date": {"gte": 1_700_000_000_000}}),
+        (lambda f: f.gte("date", dt.datetime(2024, 1, 1, tzinfo=dt.UTC)), {"date": {"gte": 1704067200000}}),
+        (lambda f: f.eq("severity", 1, 2), {"severity": {"eq": [1, 2]}}),
+        (lambda f: f.where("severity", "eq", 2), {"severity": {"eq": [2]}}),
+        (lambda f: f.ids(["a", "b"]).neq("id", "c"), {"id": {"eq": ["a", "b"], "neq": ["c"]}}),
+        (lambda f: f.gte("date", 1).lte("date", 5), {"date": {"gte": 1, "lte": 5}}),
+        (lambda f: f.where("alertOpen", "eq", True), {"alertOpen": {"eq": [True]}}),
+        (
+            lambda f: f.where("date", "range", [{"start": 1, "end": 2}]),
+            {"date": {"range": [{"start": 1, "end": 2}]}},
+        ),
+        (lambda f: f.where("read", "isset", True).without("read"), {}),
+    ],
+)
+def test_filter_builder(build, expected):
+    assert build(Filter()).to_json() == expected
+
+
+def test_filter_is_immutable_and_checks_operators():
+    base = Filter().eq("severity", 2)
+    derived = base.gte("date", 5)
+    assert base.to_json() == {"severity": {"eq": [2]}} and derived != base
+    with pytest.raises(ValueError, match="unknown filter operator"):
+        Filter().where("date", "greater", 1)
+    with pytest.raises(ValueError):
+        filter_from_json({"severity": 2})
+    assert filter_from_json({"severity": {"eq": 2}}).to_json() == {"severity": {"eq": 2}}
+    assert to_epoch_ms(dt.datetime(1970, 1, 1, 0, 0, 1)) == 1000
+
+
+def test_normalises_the_documented_example():
+    alert = normalize(DOC_EXAMPLE, tenant="contoso")
+    assert alert["id"] == DOC_EXAMPLE["_id"] and alert["tenant"] == "contoso"
+    assert alert["timestamp"] == "2021-05-25T11:25:16.475Z" and alert["timestamp_ms"] == 1621941916475
+    assert (alert["severity"], alert["resolution_status"], alert["status"]) == ("medium", "open", "read")
+    assert alert["url"] == DOC_EXAMPLE["URL"] and alert["stories"] == ["threat_detection"]
+    assert alert["entities"][0] == {
+        "type": "account",
+        "id": "6204bdaf-1",
+        "label": "user1",
+        "role": "Source",
+        "email": "user1@contoso.com",
+    }
+    assert alert["entities"][1]["id"] == "20940"
+    assert alert["raw"] == DOC_EXAMPLE  # unchanged (and not copied: nothing mutates it)
+    assert alert["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "key", "expected"),
+    [
+        ("severityValue", 3, "severity", "informational"),
+        ("severityValue", 9, "severity", "unknown:9"),
+        ("severityValue", "HIGH", "severity", "high"),
+        ("resolutionStatusValue", 3, "resolution_status", "false_positive"),
+        ("resolutionStatusValue", 4, "resolution_status", "benign"),
+        ("resolutionStatusValue", 5, "resolution_status", "true_positive"),
+        ("resolutionStatusValue", 42, "resolution_status", "unknown:42"),
+        ("statusValue", 2, "status", "archived"),
+        ("statusValue", None, "status", "unknown"),
+        ("statusValue", "weird", "status", "unknown:weird"),
+    ],
+)
+def test_enums_follow_the_documented_tables_and_keep_unknown_values(field, value, key, expected):
+    assert dict(normalize({**DOC_EXAMPLE, field: value}, tenant="t"))[key] == expected
+
+
+def test_alert_without_id_or_timestamp_is_a_validation_error():
+    for broken in ({**DOC_EXAMPLE, "_id": None}, {k: v for k, v in DOC_EXAMPLE.items() if k != "timestamp"}):
+        with pytest.raises(ValidationError):
+            normalize(broken, tenant="t")
+
+
+def _check(schema, value, path="$"):
+    """A tiny validator for the subset of JSON Schema ALERT_SCHEMA uses (no jsonschema dependency)."""
+    kinds = {
+        "string": str,
+        "integer": int,
+        "boolean": bool,
+        "object": dict,
+        "array": list,
+        "null": type(None),
+    }
+    if "const" in schema:
+        assert value == schema["const"], path
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        assert any(
+            isinstance(value, kinds[t]) and not (t == "integer" and isinstance(value, bool)) for t in types
+        ), f"{path}: {value!r} is not {types}"
+    if isinstance(value, dict) and "properties" in schema:
+        assert set(schema["required"]) <= set(value), path
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(schema["properties"]), (
+                f"{path}: extra {set(value) - set(schema['properties'])}"
+            )
+        for name, sub in schema["properties"].items():
+            if name in value:
+                _check(sub, value[name], f"{path}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _check(schema["items"], item, f"{path}[{i}]")
+
+
+def test_every_simulated_alert_normalises_to_the_schema():
+    """The simulator's factory cycles through every enum value; all must fit the published schema."""
+    factory = AlertFactory(seed=3, portal_url=BASE, context_id="ctx")
+    for raw in factory.batch(300, start_ms=T0_MS, end_ms=T0_MS + 10**7):
+        alert = normalize(raw, tenant="contoso")
+        _check(ALERT_SCHEMA, alert)
+        json.dumps(alert)
+    _check(ALERT_SCHEMA, normalize({**DOC_EXAMPLE, "severityValue": 17, "intent": [99]}, tenant="t"))
