@@ -119,7 +119,7 @@ param mcasClientCredentialMode string = ''
 @description('MCAS_ALERTS_SCHEDULE: NCRONTAB schedule of the alert pull (six fields, UTC). The timer binding reads it as %MCAS_ALERTS_SCHEDULE%, so the app setting is never left empty. Empty: every 5 minutes.')
 param mcasAlertsSchedule string = ''
 
-@description('MCAS_ALERT_SINKS: comma list of queue, blob, webhook. Empty: none (pull and checkpoint only).')
+@description('MCAS_ALERT_SINKS: comma list of queue, blob, webhook. Empty: queue. The pull never advances its checkpoint without a sink, so it is never left empty.')
 param mcasAlertSinks string = ''
 
 @description('MCAS_ALERT_WEBHOOK_URL: HTTPS URL the webhook sink posts signed alert batches to. Required when MCAS_ALERT_SINKS includes webhook.')
@@ -236,7 +236,7 @@ var mcasAppSettings = {
   MCAS_CLIENT_CREDENTIAL_MODE: mcasClientCredentialMode
   MCAS_ALLOW_LOOPBACK: 'false'
   MCAS_ALERTS_SCHEDULE: empty(mcasAlertsSchedule) ? '0 */5 * * * *' : mcasAlertsSchedule
-  MCAS_ALERT_SINKS: mcasAlertSinks
+  MCAS_ALERT_SINKS: empty(mcasAlertSinks) ? 'queue' : mcasAlertSinks
   MCAS_ALERT_WEBHOOK_URL: mcasAlertWebhookUrl
   MCAS_FIRST_FETCH_LOOKBACK: mcasFirstFetchLookback
   // Event Grid watches this container (app/discovery-events.bicep), so the app must read the same one.

@@ -106,7 +106,23 @@ def _https_url(name: str, value: str, *, allow_loopback: bool) -> tuple[str, str
     return origin, parts.path.rstrip("/")
 
 
-def validate_api_url(value: str, *, allow_loopback: bool, name: str = "MCAS_API_URL") -> str:
+def parse_extra_api_host_suffixes(raw: str) -> tuple[str, ...]:
+    """`MCAS_EXTRA_API_HOST_SUFFIXES`: clouds whose API host is not documented (DoD), e.g. `.portal.x.mil`."""
+    suffixes = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    for suffix in suffixes:
+        labels = suffix.split(".")
+        if not suffix.startswith(".") or len(labels) < 3 or not all(labels[1:]):
+            raise ConfigurationError(
+                "MCAS_EXTRA_API_HOST_SUFFIXES",
+                f"entries must look like '.portal.example.com' (a leading dot, two labels or more), "
+                f"got {suffix!r}",
+            )
+    return suffixes
+
+
+def validate_api_url(
+    value: str, *, allow_loopback: bool, name: str = "MCAS_API_URL", extra_suffixes: tuple[str, ...] = ()
+) -> str:
     """Normalise a tenant API URL to its origin (`https://<tenant>.<region>.portal.cloudappsecurity.com`)."""
     origin, path = _https_url(name, value, allow_loopback=allow_loopback)
     if path not in ("", "/api"):
@@ -123,8 +139,9 @@ def validate_api_url(value: str, *, allow_loopback: bool, name: str = "MCAS_API_
             "not the "
             "generic portal host, which is slower and gives spurious 401s",
         )
-    if not any(host.endswith(suffix) for suffix in API_HOST_SUFFIXES):
-        allowed = ", ".join(f"*{s}" for s in API_HOST_SUFFIXES)
+    suffixes = (*API_HOST_SUFFIXES, *extra_suffixes)
+    if not any(host.endswith(suffix) for suffix in suffixes):
+        allowed = ", ".join(f"*{s}" for s in suffixes)
         raise ConfigurationError(name, f"host {host!r} is not a Defender for Cloud Apps API host ({allowed})")
     return origin
 
@@ -254,6 +271,7 @@ class Settings:
 
         allow_loopback = _bool("MCAS_ALLOW_LOOPBACK", read("MCAS_ALLOW_LOOPBACK"))
         authority_host = validate_authority_host(read("MCAS_AUTHORITY_HOST"), allow_loopback=allow_loopback)
+        extra_suffixes = parse_extra_api_host_suffixes(read("MCAS_EXTRA_API_HOST_SUFFIXES"))
         vault = read("MCAS_KEY_VAULT_URL")
         key_vault_url = validate_key_vault_url(vault, allow_loopback=allow_loopback) if vault else None
 
@@ -271,9 +289,15 @@ class Settings:
             },
             setting_prefix="MCAS_",
             allow_loopback=allow_loopback,
+            extra_suffixes=extra_suffixes,
             required=not env.get("MCAS_TENANT_PROFILES"),
         )
-        tenants = _tenant_profiles(env.get("MCAS_TENANT_PROFILES", ""), base, allow_loopback=allow_loopback)
+        tenants = _tenant_profiles(
+            env.get("MCAS_TENANT_PROFILES", ""),
+            base,
+            allow_loopback=allow_loopback,
+            extra_suffixes=extra_suffixes,
+        )
         if key_vault_url is None:
             raise ConfigurationError(
                 "MCAS_KEY_VAULT_URL", "is required: the app reads its API credentials from Key Vault"
@@ -302,7 +326,12 @@ _PROFILE_KEYS = {
 
 
 def _profile_from_mapping(
-    raw: Mapping[str, object], *, setting_prefix: str, allow_loopback: bool, required: bool = True
+    raw: Mapping[str, object],
+    *,
+    setting_prefix: str,
+    allow_loopback: bool,
+    extra_suffixes: tuple[str, ...] = (),
+    required: bool = True,
 ) -> TenantProfile | None:
     def setting(key: str) -> str:
         return f"{setting_prefix}{_PROFILE_KEYS[key]}"
@@ -331,7 +360,9 @@ def _profile_from_mapping(
         raise ConfigurationError(setting("name"), f"may hold only letters, digits, '-' and '_', got {name!r}")
     return TenantProfile(
         name=name,
-        api_url=validate_api_url(api_url, allow_loopback=allow_loopback, name=setting("api_url")),
+        api_url=validate_api_url(
+            api_url, allow_loopback=allow_loopback, name=setting("api_url"), extra_suffixes=extra_suffixes
+        ),
         tenant_id=tenant_id,
         client_id=client_id,
         auth_mode=auth_mode,
@@ -346,7 +377,7 @@ def _profile_from_mapping(
 
 
 def _tenant_profiles(
-    raw: str, base: TenantProfile | None, *, allow_loopback: bool
+    raw: str, base: TenantProfile | None, *, allow_loopback: bool, extra_suffixes: tuple[str, ...] = ()
 ) -> tuple[TenantProfile, ...]:
     """`MCAS_TENANT_PROFILES`: a JSON list of profiles; omitted keys inherit from the flat MCAS_* settings."""
     if not raw.strip():
@@ -370,6 +401,7 @@ def _tenant_profiles(
             {**inherited, **item},
             setting_prefix=f"MCAS_TENANT_PROFILES[{index}].",
             allow_loopback=allow_loopback,
+            extra_suffixes=extra_suffixes,
         )
         assert profile is not None
         profiles.append(profile)

@@ -149,3 +149,13 @@ def test_tenant_profiles_inherit_and_must_be_unique():
 )
 def test_loopback_detection(host, expected):
     assert is_loopback_host(host) is expected
+
+
+def test_undocumented_clouds_need_an_explicit_api_host_suffix():
+    dod = "https://contoso.portal.cloudappsecurity.example.mil"
+    with pytest.raises(ConfigurationError, match="not a Defender for Cloud Apps API host"):
+        settings(MCAS_API_URL=dod)
+    s = settings(MCAS_API_URL=dod, MCAS_EXTRA_API_HOST_SUFFIXES=".portal.cloudappsecurity.example.mil")
+    assert s.default_tenant.api_url == dod
+    with pytest.raises(ConfigurationError, match="MCAS_EXTRA_API_HOST_SUFFIXES"):
+        settings(MCAS_EXTRA_API_HOST_SUFFIXES="mil")
