@@ -32,7 +32,7 @@ unit: setup
 infra: setup
 	bash infra/check.sh
 
-test: lint typecheck unit infra
+test: lint typecheck infra unit
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache
