@@ -159,19 +159,10 @@ def bench_throughput(world: World, *, alerts: int = 20_000, window_s: float = 10
 
 
 def _pull_process(world: World, tenant: str, out: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mcasctl.cli",
-        "alerts",
-        "pull",
-        "--wait-for-lease",
-        "--json",
-        "--out",
-        str(out),
-    ]
+    from localdev.alert_trials import alerts_pull_command
+
     return subprocess.Popen(
-        cmd,
+        alerts_pull_command(out, wait_for_lease=True, as_json=True),
         cwd=ROOT,
         env={**world.env, "MCAS_TENANT_NAME": tenant},
         stdout=subprocess.PIPE,

@@ -59,6 +59,20 @@ class TrialResult:
         return {**asdict(self), "ok": self.ok}
 
 
+def alerts_pull_command(
+    out: Path, *, lookback: str | None = None, wait_for_lease: bool = False, as_json: bool = False
+) -> list[str]:
+    """`mcasctl alerts pull` as a subprocess command line, run with this interpreter (trials, benchmarks)."""
+    cmd = [sys.executable, "-m", "mcasctl.cli", "alerts", "pull"]
+    if lookback is not None:
+        cmd += ["--lookback", lookback]
+    if wait_for_lease:
+        cmd.append("--wait-for-lease")
+    if as_json:
+        cmd.append("--json")
+    return [*cmd, "--out", str(out)]
+
+
 def _sample_checkpoints(connection_string: str, tenant: str, stop: threading.Event, out: list[int]) -> None:
     from azure.data.tables import TableServiceClient
 
@@ -115,18 +129,7 @@ def run_trial(
         while True:
             out = workdir / f"{tenant}-run{result.runs}.ndjson"
             outputs.append(out)
-            cmd = [
-                sys.executable,
-                "-m",
-                "mcasctl.cli",
-                "alerts",
-                "pull",
-                "--lookback",
-                "30d",
-                "--wait-for-lease",
-                "--out",
-                str(out),
-            ]
+            cmd = alerts_pull_command(out, lookback="30d", wait_for_lease=True)
             # stderr to a file, never a pipe nobody drains: a chatty run would block on a full pipe.
             log_path = workdir / f"{tenant}-run{result.runs}.log"
             with log_path.open("wb") as log_file:
@@ -177,17 +180,7 @@ def calibrate(env: dict[str, str], workdir: Path) -> float:
     """Seconds one complete, unkilled `mcasctl alerts pull` of the seeded alerts takes (fresh checkpoint), so
     trials can pick kill moments inside a run rather than after it."""
     tenant = f"calib{uuid.uuid4().hex[:6]}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mcasctl.cli",
-        "alerts",
-        "pull",
-        "--lookback",
-        "30d",
-        "--out",
-        str(workdir / f"{tenant}.ndjson"),
-    ]
+    cmd = alerts_pull_command(workdir / f"{tenant}.ndjson", lookback="30d")
     started = time.monotonic()
     with (workdir / f"{tenant}.log").open("wb") as log_file:
         code = subprocess.call(

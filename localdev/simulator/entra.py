@@ -103,6 +103,14 @@ def _client_auth_error(code: int, description: str) -> EntraError:
     return EntraError(401, "invalid_client", code, description)
 
 
+def _no_client_credential() -> EntraError:
+    return _client_auth_error(7000218, NO_CREDENTIAL)
+
+
+def _unknown_user() -> EntraError:
+    return EntraError(400, "invalid_grant", 50034, "The user account does not exist in the directory.")
+
+
 @dataclass
 class ScopeRequest:
     """A parsed `scope` parameter: one resource, its permissions as requested, and the OIDC extras."""
@@ -448,10 +456,16 @@ class EntraService:
                 return app, "secret"
             if app.public_client:
                 return app, "public"
-            raise _client_auth_error(
-                7000218,
-                NO_CREDENTIAL,
-            )
+            raise _no_client_credential()
+
+    def _authenticate_confidential_client(
+        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
+    ) -> tuple[App, str]:
+        """`_authenticate_client` for grants only a confidential client may use (client credentials, OBO)."""
+        app, method = self._authenticate_client(req, form, tenant_seg, directory)
+        if method == "public":
+            raise _no_client_credential()
+        return app, method
 
     @staticmethod
     def _public_with_credential() -> EntraError:
@@ -662,12 +676,7 @@ class EntraService:
     def _grant_client_credentials(
         self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
     ) -> dict[str, Any]:
-        app, method = self._authenticate_client(req, form, tenant_seg, directory)
-        if method == "public":
-            raise _client_auth_error(
-                7000218,
-                NO_CREDENTIAL,
-            )
+        app, method = self._authenticate_confidential_client(req, form, tenant_seg, directory)
         scope = form.get("scope", "")
         if not scope:
             raise _missing("scope")
@@ -707,7 +716,9 @@ class EntraService:
         *,
         parsed: ScopeRequest,
         method: str,
+        grant: str,
     ) -> dict[str, Any]:
+        """The token response of a delegated grant (`grant` names it in the counters) for `user`."""
         scopes = self._delegated_scopes(app, parsed)
         acr = {"public": "0", "secret": "1"}.get(method, "2")
         token, _ = self.issuer.issue(
@@ -737,6 +748,7 @@ class EntraService:
         if form.get("client_info") == "1":
             info = json.dumps({"uid": user.object_id, "utid": directory.tenant_id}).encode()
             payload["client_info"] = base64.urlsafe_b64encode(info).rstrip(b"=").decode()
+        self._count(grant, app, method)
         return payload
 
     def _id_token(self, app: App, directory: Directory, user: User) -> str:
@@ -800,19 +812,14 @@ class EntraService:
                 suberror="basic_action",
                 claims='{"access_token":{"capolids":{"essential":true,"values":["mfa"]}}}',
             )
-        payload = self._user_token_response(form, directory, app, user, parsed=parsed, method=method)
-        self._count("password", app, method)
-        return payload
+        return self._user_token_response(
+            form, directory, app, user, parsed=parsed, method=method, grant="password"
+        )
 
     def _grant_obo(
         self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
     ) -> dict[str, Any]:
-        app, method = self._authenticate_client(req, form, tenant_seg, directory)
-        if method == "public":
-            raise _client_auth_error(
-                7000218,
-                NO_CREDENTIAL,
-            )
+        app, method = self._authenticate_confidential_client(req, form, tenant_seg, directory)
         if form.get("requested_token_use") != "on_behalf_of":
             raise _missing("requested_token_use")
         assertion = form.get("assertion")
@@ -854,9 +861,9 @@ class EntraService:
                 "Assertion failed signature validation. [Reason - the assertion is not a user token.]",
             )
         parsed = self._parse_scope(directory, form.get("scope", ""))
-        payload = self._user_token_response(form, directory, app, user, parsed=parsed, method=method)
-        self._count("on_behalf_of", app, method)
-        return payload
+        return self._user_token_response(
+            form, directory, app, user, parsed=parsed, method=method, grant="on_behalf_of"
+        )
 
     def _grant_refresh(
         self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
@@ -876,11 +883,11 @@ class EntraService:
             )
         user = directory.user(grant.user_id)
         if user is None:
-            raise EntraError(400, "invalid_grant", 50034, "The user account does not exist in the directory.")
+            raise _unknown_user()
         parsed = self._parse_scope(directory, form.get("scope", "") or "openid")
-        payload = self._user_token_response(form, directory, app, user, parsed=parsed, method=method)
-        self._count("refresh_token", app, method)
-        return payload
+        return self._user_token_response(
+            form, directory, app, user, parsed=parsed, method=method, grant="refresh_token"
+        )
 
     # -- device code ---------------------------------------------------------------------------------
 
@@ -975,11 +982,11 @@ class EntraService:
             user_id = flow.approved_user
         user = directory.user(user_id)
         if user is None:
-            raise EntraError(400, "invalid_grant", 50034, "The user account does not exist in the directory.")
+            raise _unknown_user()
         parsed = self._parse_scope(directory, flow.scope)
-        payload = self._user_token_response(form, directory, app, user, parsed=parsed, method=method)
-        self._count("device_code", app, method)
-        return payload
+        return self._user_token_response(
+            form, directory, app, user, parsed=parsed, method=method, grant="device_code"
+        )
 
     # -- admin operations ----------------------------------------------------------------------------
 

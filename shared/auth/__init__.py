@@ -14,7 +14,7 @@ Importing this package is cheap: MSAL, azure-identity and the Key Vault SDK load
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.auth.errors import (
     AuthenticationError,
@@ -28,8 +28,20 @@ from shared.auth.errors import (
     TokenRequestError,
 )
 from shared.auth.redaction import install_redaction, redact
-from shared.auth.tokens import CachedCredential, TokenDescription
 from shared.settings import Settings, TenantProfile, get_settings
+
+if TYPE_CHECKING:
+    from shared.auth.tokens import CachedCredential, TokenDescription
+
+
+def __getattr__(name: str) -> Any:
+    """`CachedCredential` and `TokenDescription` load on first use: importing the package (which the
+    logging setup does at app start, for redaction) stays cheap."""
+    if name in ("CachedCredential", "TokenDescription"):
+        from shared.auth import tokens
+
+        return getattr(tokens, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ApiCredential(Protocol):

@@ -19,18 +19,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from shared.auth.certificates import parse_certificate
-from shared.auth.errors import (
-    CredentialRejectedError,
-    IdentityProviderUnavailableError,
-    TokenRequestError,
-)
+from shared.auth.errors import CredentialRejectedError, TokenRequestError
 from shared.auth.keyvault import SecretStore
 from shared.auth.msal_support import (
     HTTP_TIMEOUT,
+    IdentityProviderRetry,
     NoHttpCache,
+    access_token_from,
     call_token_endpoint,
     error_codes,
     error_summary,
@@ -38,11 +36,10 @@ from shared.auth.msal_support import (
     is_transient_exception,
 )
 from shared.auth.redaction import redact, register_secret
-from shared.auth.retry import RetryableError, with_retries
-from shared.auth.tokens import AccessToken
+from shared.auth.retry import RetryableError
+from shared.auth.tokens import AccessToken, SourceInfo
 
 _log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ClientCredentialLoader(Protocol):
@@ -161,9 +158,9 @@ class ConfidentialClient:
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.loader = loader
-        self._attempts = attempts
-        self._backoff = backoff
-        self._sleep = sleep
+        self._retrying = IdentityProviderRetry(
+            self.authority, attempts, backoff, sleep, reachable_from="the app"
+        )
         self._app_factory = app_factory or _msal_confidential_app
         self._lock = threading.Lock()
         self._app: Any = None
@@ -212,6 +209,17 @@ class ConfidentialClient:
         self._token_cache = app.token_cache
         self._generation += 1
 
+    def source_info(self, *, mode: str, tenant_name: str) -> SourceInfo:
+        """How a token source built on this client describes itself (application or on-behalf-of)."""
+        return SourceInfo(
+            mode=mode,
+            tenant_name=tenant_name,
+            tenant_id=self.tenant_id,
+            client_id=self.client_id,
+            credential=self.loader.describe(),
+            authority=self.authority,
+        )
+
     def remove_tokens_for_client(self) -> None:
         """After a 401 from the API: the next `acquire_for_client` goes to the identity provider."""
         with self._lock:
@@ -227,7 +235,7 @@ class ConfidentialClient:
         result = self._request(
             lambda app: app.acquire_token_for_client(scopes=scopes), what="client credentials"
         )
-        return _token_from(result)
+        return access_token_from(result)
 
     def acquire_on_behalf_of(self, user_assertion: str, scopes: list[str]) -> AccessToken:
         register_secret(user_assertion)
@@ -235,7 +243,7 @@ class ConfidentialClient:
             lambda app: app.acquire_token_on_behalf_of(user_assertion=user_assertion, scopes=scopes),
             what="on-behalf-of",
         )
-        return _token_from(result)
+        return access_token_from(result)
 
     def _request(self, op: Callable[[Any], dict[str, Any]], *, what: str) -> dict[str, Any]:
         def attempt() -> tuple[dict[str, Any], int]:
@@ -261,17 +269,6 @@ class ConfidentialClient:
             raise _request_error(result, client_id=self.client_id, tenant_id=self.tenant_id, what=what)
         return result
 
-    def _retrying(self, fn: Callable[[], T], *, what: str) -> T:
-        try:
-            return with_retries(
-                fn, attempts=self._attempts, backoff=self._backoff, what=what, sleep=self._sleep
-            )
-        except RetryableError as exc:
-            raise IdentityProviderUnavailableError(
-                f"{what} failed after {self._attempts} attempts ({exc.reason}); check that {self.authority} "
-                "is reachable from the app"
-            ) from None
-
 
 def _request_error(result: dict[str, Any], *, client_id: str, tenant_id: str, what: str) -> TokenRequestError:
     codes = error_codes(result)
@@ -287,17 +284,6 @@ def _request_error(result: dict[str, Any], *, client_id: str, tenant_id: str, wh
         f"{error_summary(result)}{hint}",
         error=str(result.get("error") or ""),
         codes=codes,
-    )
-
-
-def _token_from(result: dict[str, Any]) -> AccessToken:
-    value = str(result["access_token"])
-    expires_in = float(result.get("expires_in") or 3600)
-    return AccessToken(
-        value=value,
-        scheme="Bearer",
-        expires_on=time.time() + expires_in,
-        source="cache" if result.get("token_source") == "cache" else "identity_provider",
     )
 
 

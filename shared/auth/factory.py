@@ -57,14 +57,7 @@ class ClientCredentialsSource:
         self._tenant_name = tenant_name
 
     def info(self) -> SourceInfo:
-        return SourceInfo(
-            mode="application",
-            tenant_name=self._tenant_name,
-            tenant_id=self._client.tenant_id,
-            client_id=self._client.client_id,
-            credential=self._client.loader.describe(),
-            authority=self._client.authority,
-        )
+        return self._client.source_info(mode="application", tenant_name=self._tenant_name)
 
     def fetch(self, *, force_refresh: bool) -> AccessToken:
         return self._client.acquire_for_client([MDA_SCOPE], force_refresh=force_refresh)

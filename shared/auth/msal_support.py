@@ -1,17 +1,24 @@
-"""Shared MSAL plumbing: error classification, transient-failure detection and the app constructor options.
+"""Shared MSAL plumbing: error classification, transient-failure detection, bounded retries, the app
+constructor options and turning a result into an `AccessToken`.
 
 Kept apart so the confidential (application, on-behalf-of) and public (device code, ROPC) clients classify
-Entra responses the same way.
+Entra responses, give up on an unreachable identity provider and read tokens the same way.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from shared.auth.errors import IdentityProviderUnavailableError
 from shared.auth.redaction import redact
-from shared.auth.retry import RetryableError
+from shared.auth.retry import RetryableError, with_retries
+from shared.auth.tokens import AccessToken
+
+T = TypeVar("T")
 
 HTTP_TIMEOUT = 30  # seconds, per request to the token endpoint
 
@@ -82,3 +89,38 @@ def call_token_endpoint(call: Callable[[], dict[str, Any] | None], *, what: str)
     if result.get("error") in TRANSIENT_ERRORS:
         raise RetryableError(f"{what}: {error_summary(result)}")
     return result
+
+
+@dataclass(frozen=True)
+class IdentityProviderRetry:
+    """How a client retries its calls to the identity provider: bounded retries of `RetryableError`, then one
+    `IdentityProviderUnavailableError` naming the authority (and, with `reachable_from`, where it must be
+    reachable from) instead of the last transient failure."""
+
+    authority: str
+    attempts: int
+    backoff: float
+    sleep: Callable[[float], None] = time.sleep
+    reachable_from: str | None = None
+
+    def __call__(self, attempt: Callable[[], T], *, what: str) -> T:
+        try:
+            return with_retries(
+                attempt, attempts=self.attempts, backoff=self.backoff, what=what, sleep=self.sleep
+            )
+        except RetryableError as exc:
+            where = f" from {self.reachable_from}" if self.reachable_from else ""
+            raise IdentityProviderUnavailableError(
+                f"{what} failed after {self.attempts} attempts ({exc.reason}); check that {self.authority} "
+                f"is reachable{where}"
+            ) from None
+
+
+def access_token_from(result: dict[str, Any]) -> AccessToken:
+    """The bearer token of a successful MSAL result (an hour's lifetime when it carries no `expires_in`)."""
+    return AccessToken(
+        value=str(result["access_token"]),
+        scheme="Bearer",
+        expires_on=time.time() + float(result.get("expires_in") or 3600),
+        source="cache" if result.get("token_source") == "cache" else "identity_provider",
+    )

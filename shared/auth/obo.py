@@ -31,14 +31,7 @@ class OnBehalfOfSource:
         self._tenant_name = tenant_name
 
     def info(self) -> SourceInfo:
-        return SourceInfo(
-            mode="on_behalf_of",
-            tenant_name=self._tenant_name,
-            tenant_id=self._client.tenant_id,
-            client_id=self._client.client_id,
-            credential=self._client.loader.describe(),
-            authority=self._client.authority,
-        )
+        return self._client.source_info(mode="on_behalf_of", tenant_name=self._tenant_name)
 
     def fetch(self, *, force_refresh: bool) -> AccessToken:
         return self._client.acquire_on_behalf_of(self._assertion, self._scopes)

@@ -25,31 +25,27 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from shared.auth.errors import (
-    CredentialRejectedError,
-    IdentityProviderUnavailableError,
-    InteractionRequiredError,
-    TokenRequestError,
-)
+from shared.auth.errors import CredentialRejectedError, InteractionRequiredError, TokenRequestError
 from shared.auth.keyvault import SecretStore
 from shared.auth.msal_support import (
     BAD_PASSWORD_CODES,
     HTTP_TIMEOUT,
     INTERACTION_CODES,
+    IdentityProviderRetry,
     NoHttpCache,
+    access_token_from,
     call_token_endpoint,
     error_codes,
     error_summary,
     is_transient_exception,
 )
 from shared.auth.redaction import register_secret
-from shared.auth.retry import RetryableError, with_retries
+from shared.auth.retry import RetryableError
 from shared.auth.tokens import AccessToken, SourceInfo
 
 _log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def default_token_cache_path() -> Path:
@@ -127,9 +123,7 @@ class PublicClient:
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.persisted = persisted
-        self._attempts = attempts
-        self._backoff = backoff
-        self._sleep = sleep
+        self._retrying = IdentityProviderRetry(self.authority, attempts, backoff, sleep)
         self._lock = threading.Lock()
         self._app: Any = None
         self._persist = False
@@ -167,17 +161,6 @@ class PublicClient:
                 self._app = self._retrying(construct, what=f"tenant discovery at {self.authority}")
                 _skip_user_realm_discovery_on_loopback(self._app)
             return self._app
-
-    def _retrying(self, fn: Callable[[], T], *, what: str) -> T:
-        try:
-            return with_retries(
-                fn, attempts=self._attempts, backoff=self._backoff, what=what, sleep=self._sleep
-            )
-        except RetryableError as exc:
-            raise IdentityProviderUnavailableError(
-                f"{what} failed after {self._attempts} attempts ({exc.reason}); check that {self.authority} "
-                "is reachable"
-            ) from None
 
     def _save(self) -> None:
         app = self._app
@@ -218,7 +201,7 @@ class PublicClient:
         )
         if "access_token" not in result:
             return None
-        return _token(result)
+        return access_token_from(result)
 
     def acquire_by_password(self, username: str, password: str, scopes: list[str]) -> dict[str, Any]:
         register_secret(password)
@@ -285,7 +268,7 @@ class PublicClient:
         self._persist = self.persisted is not None
         app.token_cache.has_state_changed = True
         self._save()
-        return _token(result)
+        return access_token_from(result)
 
     def sign_out(self) -> None:
         app = self._application()
@@ -306,15 +289,6 @@ def _skip_user_realm_discovery_on_loopback(app: Any) -> None:
     skip = getattr(type(authority), "_domains_without_user_realm_discovery", None)
     if instance and is_loopback_host(instance) and isinstance(skip, set):
         skip.add(instance)
-
-
-def _token(result: dict[str, Any]) -> AccessToken:
-    return AccessToken(
-        value=str(result["access_token"]),
-        scheme="Bearer",
-        expires_on=time.time() + float(result.get("expires_in") or 3600),
-        source="cache" if result.get("token_source") == "cache" else "identity_provider",
-    )
 
 
 class UserSource:
@@ -390,7 +364,7 @@ class UserSource:
                     "enabled"
                 )
         if "access_token" in result:
-            return _token(result)
+            return access_token_from(result)
         codes = set(error_codes(result))
         if codes & INTERACTION_CODES or result.get("error") == "interaction_required":
             raise InteractionRequiredError(

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from shared.auth.errors import AuthenticationError
 from shared.auth.singleflight import SingleFlight
+from shared.telemetry import metrics
 
 _log = logging.getLogger(__name__)
 _MAX_SKEW = 30.0
@@ -148,6 +149,7 @@ class CachedCredential:
         )
         self.hits = 0
         self.misses = 0
+        self._tenant: str | None = None
 
     # -- the ApiCredential interface -------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class CachedCredential:
             entry = self._slow_path()
         else:
             self.hits += 1
+            if metrics.enabled:  # one attribute read when telemetry is off: the fast path stays fast
+                self._count_hit()
         self._handed_out.set(entry.header)
         return entry.header
 
@@ -169,6 +173,8 @@ class CachedCredential:
             entry = await self._slow_path_async()
         else:
             self.hits += 1
+            if metrics.enabled:
+                self._count_hit()
         self._handed_out.set(entry.header)
         return entry.header
 
@@ -240,6 +246,7 @@ class CachedCredential:
             return self._flight.do(_FLIGHT, self._refresh)
         if self._flight.in_flight(_FLIGHT):
             self.hits += 1
+            self._count_hit()
             return entry  # another caller is refreshing; the current token is still valid
         try:
             return self._flight.do(_FLIGHT, self._refresh)
@@ -253,12 +260,28 @@ class CachedCredential:
             return await self._flight.do_async(_FLIGHT, self._refresh)
         if self._flight.in_flight(_FLIGHT):
             self.hits += 1
+            self._count_hit()
             return entry
         try:
             return await self._flight.do_async(_FLIGHT, self._refresh)
         except AuthenticationError as exc:
             self._refresh_failed(exc)
             return entry
+
+    def _count_hit(self) -> None:
+        """The `token_cache_hits` metric (the fast path calls this only when telemetry is on)."""
+        metrics.add("token_cache_hits", tenant=self._metric_tenant())
+
+    def _metric_tenant(self) -> str:
+        """The tenant profile name for metric attributes, looked up once (the source's info() is not free)."""
+        tenant = self._tenant
+        if tenant is None:
+            try:
+                tenant = self._source.info().tenant_name or "unknown"
+            except Exception:  # a metric label is never worth failing a token request
+                tenant = "unknown"
+            self._tenant = tenant
+        return tenant
 
     def _usable_entry(self) -> _Entry | None:
         """The current entry if it is still valid (only due for a proactive refresh), else None."""
@@ -282,6 +305,7 @@ class CachedCredential:
                 return entry  # a flight that finished just before this one already refreshed it
             force, self._force = self._force, False
         self.misses += 1
+        metrics.add("token_cache_misses", tenant=self._metric_tenant())
         try:
             token = self._source.fetch(force_refresh=force)
         except BaseException:

@@ -28,6 +28,55 @@ def _partition(prefix: str, *parts: str) -> str:
     return f"{prefix}-{digest[:48]}"
 
 
+def _claim_row(
+    table: TableLike,
+    entity: dict[str, Any],
+    *,
+    stamp_field: str,
+    lifetime_s: float,
+    now: float,
+    retry_lost_takeover: bool,
+    busy_message: str,
+) -> tuple[bool, Any]:
+    """Insert `entity`, or take over its row when the claim there is older than `lifetime_s`.
+
+    Returns `(True, None)` when this call holds the row now, `(False, holder)` when a live claim holds it
+    (`holder` is None when another caller took over the expired row first and `retry_lost_takeover` is off:
+    the caller only needs to know it lost). With `retry_lost_takeover` the row is read again instead, so the
+    caller learns what the winner wrote. Raises `TransientError(busy_message)` if the row keeps changing.
+    """
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    partition, row = entity["PartitionKey"], entity["RowKey"]
+    for _ in range(_ATTEMPTS):
+        try:
+            table.create_entity(entity)
+            return True, None
+        except ResourceExistsError:
+            pass
+        try:
+            existing = table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            continue  # released in between: try the insert again
+        if float(existing.get(stamp_field) or 0) + lifetime_s > now:
+            return False, existing
+        try:
+            table.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=existing.metadata.get("etag"),
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True, None
+        except (ResourceModifiedError, ResourceNotFoundError):
+            if retry_lost_takeover:
+                continue  # another request took over the expired row first: read what it wrote
+            return False, None
+    raise TransientError(busy_message)
+
+
 @dataclass(frozen=True)
 class IdempotencyClaim:
     job_id: str  # the job this key stands for (ours if `new`)
@@ -43,45 +92,29 @@ class IdempotencyStore:
         self._ttl_s = ttl_s
 
     def claim(self, *, scope: str, key: str, fingerprint: str, job_id: str, now: float) -> IdempotencyClaim:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        partition = _partition("idem", scope, key)
         entity: dict[str, Any] = {
-            "PartitionKey": partition,
+            "PartitionKey": _partition("idem", scope, key),
             "RowKey": IDEMPOTENCY_ROW,
             "jobId": job_id,
             "fingerprint": fingerprint,
             "claimedAt": float(now),
         }
-        for _ in range(_ATTEMPTS):
-            try:
-                self._table.create_entity(entity)
-                return IdempotencyClaim(job_id=job_id, new=True, same_request=True)
-            except ResourceExistsError:
-                pass
-            try:
-                existing = self._table.get_entity(partition, IDEMPOTENCY_ROW)
-            except ResourceNotFoundError:
-                continue  # released in between: try the insert again
-            if float(existing.get("claimedAt") or 0) + self._ttl_s > now:
-                return IdempotencyClaim(
-                    job_id=str(existing["jobId"]),
-                    new=False,
-                    same_request=existing.get("fingerprint") == fingerprint,
-                )
-            try:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=existing.metadata.get("etag"),
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return IdempotencyClaim(job_id=job_id, new=True, same_request=True)
-            except (ResourceModifiedError, ResourceNotFoundError):
-                continue  # another request took over the expired key first
-        raise TransientError("the Idempotency-Key is being claimed concurrently; retry")
+        won, holder = _claim_row(
+            self._table,
+            entity,
+            stamp_field="claimedAt",
+            lifetime_s=self._ttl_s,
+            now=now,
+            retry_lost_takeover=True,  # the loser must answer with the winner's job id
+            busy_message="the Idempotency-Key is being claimed concurrently; retry",
+        )
+        if won:
+            return IdempotencyClaim(job_id=job_id, new=True, same_request=True)
+        return IdempotencyClaim(
+            job_id=str(holder["jobId"]),
+            new=False,
+            same_request=holder.get("fingerprint") == fingerprint,
+        )
 
     def release(self, *, scope: str, key: str, job_id: str) -> None:
         """Give a key back after the job could not be enqueued, so the caller's retry creates it afresh."""
@@ -116,32 +149,18 @@ class SeenWebhookIds:
 
     def first_use(self, msg_id: str, *, now: float) -> bool:
         """True if `msg_id` was not seen within the retention window (and records it); False for a replay."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        partition = _partition("whid", msg_id)
-        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": WEBHOOK_ID_ROW, "seenAt": float(now)}
-        for _ in range(_ATTEMPTS):
-            try:
-                self._table.create_entity(entity)
-                return True
-            except ResourceExistsError:
-                pass
-            try:
-                existing = self._table.get_entity(partition, WEBHOOK_ID_ROW)
-            except ResourceNotFoundError:
-                continue
-            if float(existing.get("seenAt") or 0) + self._retention_s > now:
-                return False
-            try:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=existing.metadata.get("etag"),
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return True
-            except (ResourceModifiedError, ResourceNotFoundError):
-                return False  # a concurrent request with the same id won
-        raise TransientError("the webhook-id store kept changing; retry")
+        entity: dict[str, Any] = {
+            "PartitionKey": _partition("whid", msg_id),
+            "RowKey": WEBHOOK_ID_ROW,
+            "seenAt": float(now),
+        }
+        won, _ = _claim_row(
+            self._table,
+            entity,
+            stamp_field="seenAt",
+            lifetime_s=self._retention_s,
+            now=now,
+            retry_lost_takeover=False,  # a concurrent request with the same id won: this one is the replay
+            busy_message="the webhook-id store kept changing; retry",
+        )
+        return won
