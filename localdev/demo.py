@@ -26,6 +26,7 @@ import requests
 from localdev.azurite import AzuriteHandle
 from localdev.demo_alerts import step_alerts
 from localdev.demo_discovery import step_discovery
+from localdev.demo_jobs import step_soar_job
 from localdev.host import LocalHost
 from shared.caches import reset_all_caches
 from shared.errors import McasError
@@ -84,6 +85,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("ping", step_ping),
     ("alert pull", step_alerts),
     ("discovery upload", step_discovery),
+    ("SOAR job", step_soar_job),
 ]
 
 
