@@ -1,7 +1,8 @@
 """Demo step for the SOAR jobs API (issue 6), for `localdev/demo.py`'s STEPS.
 
-A SOAR platform signs a job with the shared Standard Webhooks secret, POSTs it to `/api/jobs` (202 with a job id
-and a status URL), the queue-triggered worker runs it, and the platform polls the status URL for the result.
+A SOAR platform signs a job with the shared Standard Webhooks secret, POSTs it to `/api/jobs` (202 with a
+job id and a status URL), the queue-triggered worker runs it, and the platform polls the status URL for the
+result.
 Here the job marks one alert as read; the simulator then shows it read.
 """
 
@@ -51,7 +52,8 @@ def step_soar_job(ctx: Any) -> str:
         raise McasError(f"job ended {status.get('status')}: {status.get('error')}")
     return "\n".join(
         [
-            f"POST /api/jobs (signed) -> 202 job {accepted['jobId']} (correlation {accepted['correlationId']})",
+            f"POST /api/jobs (signed) -> 202 job {accepted['jobId']} "
+            f"(correlation {accepted['correlationId']})",
             f"same request again -> {replay.status_code} (webhook-id replay refused; nothing queued twice)",
             f"worker ran {drained.succeeded} message(s); GET /api/jobs/{{id}} -> {status['status']} "
             f"result {json.dumps(status.get('result'), sort_keys=True)}",
