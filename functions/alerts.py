@@ -15,6 +15,7 @@ import logging
 
 import azure.functions as func
 
+from shared.log_context import log_context
 from shared.storage import QUEUE_ALERT_PULL_JOBS
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
@@ -23,36 +24,39 @@ log = logging.getLogger(__name__)
 
 @bp.function_name(name="alerts_pull_timer")
 @bp.timer_trigger(schedule="%MCAS_ALERTS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
-def alerts_pull_timer(timer: func.TimerRequest) -> None:
+def alerts_pull_timer(timer: func.TimerRequest, context: func.Context) -> None:
     from shared.alert_pull import run_scheduled_entry
 
-    run_scheduled_entry(past_due=bool(timer.past_due))
+    with log_context(invocation_id=context.invocation_id):  # each tenant's run adds its tenant
+        run_scheduled_entry(past_due=bool(timer.past_due))
 
 
 @bp.function_name(name="alerts_pull_job")
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_ALERT_PULL_JOBS, connection="AzureWebJobsStorage")
-def alerts_pull_job(msg: func.QueueMessage) -> None:
+def alerts_pull_job(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.alert_pull import handle_job_message
 
-    handle_job_message(
-        msg.get_body().decode("utf-8", errors="replace"),
-        message_id=msg.id,
-        dequeue_count=getattr(msg, "dequeue_count", None),
-    )
+    with log_context(invocation_id=context.invocation_id):  # the job adds its job id and correlation id
+        handle_job_message(
+            msg.get_body().decode("utf-8", errors="replace"),
+            message_id=msg.id,
+            dequeue_count=getattr(msg, "dequeue_count", None),
+        )
 
 
 @bp.function_name(name="alerts_pull_job_poison")
 @bp.queue_trigger(
     arg_name="msg", queue_name=f"{QUEUE_ALERT_PULL_JOBS}-poison", connection="AzureWebJobsStorage"
 )
-def alerts_pull_job_poison(msg: func.QueueMessage) -> None:
+def alerts_pull_job_poison(msg: func.QueueMessage, context: func.Context) -> None:
     """Jobs that exhausted the host's retries go to the dead-letter store, never back into a retry loop."""
     from shared.deadletters import dead_letter
 
-    dead_letter(
-        source=f"{QUEUE_ALERT_PULL_JOBS}-poison",
-        reason="alert pull job exhausted its retries",
-        body=msg.get_body(),
-        message_id=msg.id,
-        dequeue_count=getattr(msg, "dequeue_count", None),
-    )
+    with log_context(invocation_id=context.invocation_id):
+        dead_letter(
+            source=f"{QUEUE_ALERT_PULL_JOBS}-poison",
+            reason="alert pull job exhausted its retries",
+            body=msg.get_body(),
+            message_id=msg.id,
+            dequeue_count=getattr(msg, "dequeue_count", None),
+        )

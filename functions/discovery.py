@@ -11,6 +11,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.discovery.handler import POISON_QUEUE, handle_discovery_message, handle_poison_message
+from shared.log_context import log_context
 from shared.storage import QUEUE_DISCOVERY_JOBS
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
@@ -18,14 +19,16 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves
 
 @bp.function_name(name="discovery_upload")
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_DISCOVERY_JOBS, connection="AzureWebJobsStorage")
-def discovery_upload(msg: func.QueueMessage) -> None:
-    handle_discovery_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
+def discovery_upload(msg: func.QueueMessage, context: func.Context) -> None:
+    with log_context(invocation_id=context.invocation_id):  # the handler adds tenant and correlation id
+        handle_discovery_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
 
 
 @bp.function_name(name="discovery_upload_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
-def discovery_upload_poison(msg: func.QueueMessage) -> None:
-    handle_poison_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
+def discovery_upload_poison(msg: func.QueueMessage, context: func.Context) -> None:
+    with log_context(invocation_id=context.invocation_id):
+        handle_poison_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
 
 
 def _dequeue_count(msg: func.QueueMessage) -> int | None:

@@ -11,15 +11,18 @@ import json
 
 import azure.functions as func
 
+from shared.log_context import log_context
+
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 
 
 @bp.function_name(name="health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def health(req: func.HttpRequest) -> func.HttpResponse:
+def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.health import check_health
 
-    report = check_health()
+    with log_context(invocation_id=context.invocation_id):
+        report = check_health()
     return func.HttpResponse(
         json.dumps(report.as_dict()),
         status_code=report.status_code,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.jobs.http import ApiRequest, ApiResponse
+from shared.log_context import log_context
 from shared.storage import QUEUE_JOBS
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
@@ -26,18 +27,20 @@ def _response(answer: ApiResponse) -> func.HttpResponse:
 
 @bp.function_name(name="jobs_submit")
 @bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-def jobs_submit(req: func.HttpRequest) -> func.HttpResponse:
+def jobs_submit(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.jobs.intake import handle_submit
 
-    return _response(handle_submit(_request(req)))
+    with log_context(invocation_id=context.invocation_id):  # intake adds correlation id and job id
+        return _response(handle_submit(_request(req)))
 
 
 @bp.function_name(name="jobs_status")
 @bp.route(route="jobs/{job_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def jobs_status(req: func.HttpRequest) -> func.HttpResponse:
+def jobs_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.jobs.intake import handle_status
 
-    return _response(handle_status(_request(req), req.route_params.get("job_id", "")))
+    with log_context(invocation_id=context.invocation_id):
+        return _response(handle_status(_request(req), req.route_params.get("job_id", "")))
 
 
 @bp.function_name(name="jobs_openapi")
@@ -50,15 +53,17 @@ def jobs_openapi(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name(name="jobs_worker")
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_JOBS, connection="AzureWebJobsStorage")
-def jobs_worker(msg: func.QueueMessage) -> None:
+def jobs_worker(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.jobs.worker import process_message
 
-    process_message(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+    with log_context(invocation_id=context.invocation_id):  # the worker adds job id and correlation id
+        process_message(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
 
 
 @bp.function_name(name="jobs_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=f"{QUEUE_JOBS}-poison", connection="AzureWebJobsStorage")
-def jobs_poison(msg: func.QueueMessage) -> None:
+def jobs_poison(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.jobs.worker import process_poison
 
-    process_poison(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+    with log_context(invocation_id=context.invocation_id):
+        process_poison(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)

@@ -4,6 +4,10 @@ Runs the project's own `node_modules/.bin/azurite` (pinned in package.json; neve
 in memory on 127.0.0.1. Ports are chosen by the OS (port 0) and read back from Azurite's start-up lines, so
 parallel runs never collide; `restart()` reuses the same ports so clients built from the connection string
 keep working across a simulated storage outage.
+
+In memory, a restart loses every blob, queue message and table row - unlike Azure Storage, whose outages
+lose nothing. `persistent=True` keeps the data on disk in the handle's work directory instead, so a restart
+is an outage only (chaos tests use it to check that nothing the app stored is lost).
 """
 
 from __future__ import annotations
@@ -71,9 +75,16 @@ class AzuriteHandle:
     `extent_memory_limit_mb` caps Azurite's in-memory blob store (it keeps memory after blobs are deleted).
     """
 
-    def __init__(self, *, extent_memory_limit_mb: int | None = None, startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        extent_memory_limit_mb: int | None = None,
+        startup_timeout: float = 20.0,
+        persistent: bool = False,
+    ) -> None:
         self.extent_memory_limit_mb = extent_memory_limit_mb
         self.startup_timeout = startup_timeout
+        self.persistent = persistent  # on disk (survives restart()) instead of in memory
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._ports: AzuritePorts | None = None
@@ -113,7 +124,7 @@ class AzuriteHandle:
         if self.running:
             return self
         if self._workdir is None:
-            # Azurite writes nothing in memory mode, but give it its own cwd so nothing lands in the repo.
+            # Its own directory: the data when persistent, and so nothing ever lands in the repo.
             self._workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
         self._spawn(self._ports)
         return self
@@ -124,10 +135,13 @@ class AzuriteHandle:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def restart(self) -> None:
-        """Stop and start again on the same ports (all in-memory data is lost, as after a real outage)."""
+    def restart(self, *, downtime_s: float = 0.0) -> None:
+        """Stop and start again on the same ports (in memory, all data is lost; persistent, none is), after
+        `downtime_s` seconds with nothing listening (an outage longer than the restart itself)."""
         ports = self.ports
         self._terminate()
+        if downtime_s > 0:
+            time.sleep(downtime_s)
         deadline = time.monotonic() + self.startup_timeout
         while True:
             try:
@@ -150,16 +164,15 @@ class AzuriteHandle:
     # -- internals -----------------------------------------------------------------------------------------
     def _command(self, ports: AzuritePorts | None) -> list[str]:
         wanted = ports or AzuritePorts(0, 0, 0)
-        command = [
-            str(azurite_binary()),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ]
+        assert self._workdir is not None
+        command = [str(azurite_binary()), "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+        if self.persistent:
+            command += ["--location", str(self._workdir / "data")]
+        else:
+            command.append("--inMemoryPersistence")
         for service in SERVICES:
             command += [f"--{service}Host", HOST, f"--{service}Port", str(getattr(wanted, service))]
-        if self.extent_memory_limit_mb is not None:
+        if self.extent_memory_limit_mb is not None and not self.persistent:
             command += ["--extentMemoryLimit", str(self.extent_memory_limit_mb)]
         return command
 

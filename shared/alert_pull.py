@@ -40,15 +40,18 @@ from shared.checkpoints import (
     CheckpointStore,
     check_monotonic,
 )
-from shared.errors import ConfigurationError, McasError, ValidationError
+from shared.errors import ConfigurationError, McasError, TerminalError, ValidationError
+from shared.log_context import log_context, propagate
 from shared.mda_client import RequestStats
 from shared.mda_errors import BudgetExhaustedError
 from shared.mda_filters import Filter, filter_from_json
 from shared.settings import Settings, TenantProfile, get_settings
+from shared.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 NEQ_ID_LIMIT = 2000  # ids at the watermark sent as `id.neq`; beyond, dedupe by id only
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime can hold
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class PullResult:
     lag_s: float | None = None
     stopped: str = "caught_up"  # caught_up | budget | page_cap | busy | lease_lost | complete | error
     error: str | None = None
+    terminal: bool = False  # the error cannot go away by retrying (TerminalError: 4xx, permission, ...)
 
     @property
     def ok(self) -> bool:
@@ -165,6 +169,7 @@ def pull_tenant(
         result.stopped = "budget"
     except McasError as exc:
         result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
+        result.terminal = isinstance(exc, TerminalError)
         log.error("alert pull %s/%s failed: %s", options.stream, key, result.error)
     except Exception as exc:  # a bug must not stop the other tenants; it is recorded and logged in full
         result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
@@ -256,7 +261,7 @@ class _Prefetcher:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-prefetch")
-        future = self._pool.submit(self._fetch, query)
+        future = self._pool.submit(propagate(self._fetch), query)  # its log lines keep the run's context
         self._pending = (query, future)
 
     def _fetch(self, query: tuple[Filter, int]) -> AlertPage:
@@ -519,28 +524,21 @@ def _run_tenants(
     profiles: Sequence[TenantProfile], options: PullOptions, env: PullEnvironment, deadline: float
 ) -> list[PullResult]:
     def one(profile: TenantProfile) -> PullResult:
-        result = pull_tenant(
-            profile,
-            options,
-            api=env.api_for(profile),
-            store=env.store,
-            sinks=env.sinks,
-            deadline=deadline,
-            clock=env.clock,
-            wall=env.wall,
-            sleep=env.sleep,
-        )
-        _safe_record(env.recorder, result)
-        log.info(
-            "alert pull %s: %d alerts in %d pages, %d requests, %d x 429, stopped: %s%s",
-            result.tenant,
-            result.alerts,
-            result.pages,
-            result.requests,
-            result.throttled,
-            result.stopped,
-            f" ({result.error})" if result.error else "",
-        )
+        with log_context(tenant=profile.name):
+            result = pull_tenant(
+                profile,
+                options,
+                api=env.api_for(profile),
+                store=env.store,
+                sinks=env.sinks,
+                deadline=deadline,
+                clock=env.clock,
+                wall=env.wall,
+                sleep=env.sleep,
+            )
+            _safe_record(env.recorder, result)
+            record_metrics(result)
+            _log_result(result)
         return result
 
     if len(profiles) == 1:
@@ -548,7 +546,29 @@ def _run_tenants(
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(8, len(profiles)), thread_name_prefix="alert-pull") as pool:
-        return list(pool.map(one, profiles))
+        return list(pool.map(propagate(one), profiles))
+
+
+def record_metrics(result: PullResult) -> None:
+    """The run's figures as metrics (no-ops unless telemetry is configured)."""
+    metrics.add("alerts_pulled", result.alerts, tenant=result.tenant)
+    metrics.add("alert_pages", result.pages, tenant=result.tenant)
+    metrics.add("throttled_429", result.throttled, tenant=result.tenant)
+    if result.lag_s is not None:
+        metrics.record("pull_lag", result.lag_s, tenant=result.tenant)
+
+
+def _log_result(result: PullResult) -> None:
+    log.info(
+        "alert pull %s: %d alerts in %d pages, %d requests, %d x 429, stopped: %s%s",
+        result.tenant,
+        result.alerts,
+        result.pages,
+        result.requests,
+        result.throttled,
+        result.stopped,
+        f" ({result.error})" if result.error else "",
+    )
 
 
 # -- ad-hoc jobs (queue trigger) ---------------------------------------------------------------------
@@ -581,7 +601,7 @@ def parse_job(body: str, *, now_ms: int, default_job_id: str) -> PullJob:
     """Validate an ad-hoc pull message; ValidationError says what is wrong (the message is dead-lettered)."""
     try:
         raw = json.loads(body)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ValidationError("the message is not JSON") from None
     if not isinstance(raw, dict):
         raise ValidationError("the message must be a JSON object")
@@ -607,6 +627,10 @@ def parse_job(body: str, *, now_ms: int, default_job_id: str) -> PullJob:
         raise ValidationError(str(exc)) from None
     if "date" in filters.to_json():
         raise ValidationError("filters must not constrain date; use since/until")
+    for name, value in (("since", start_ms), ("until", end_ms)):
+        # Checkpoints and messages render times as dates: outside 1970..9999 they cannot be stored.
+        if not 0 <= value <= MAX_TIME_MS:
+            raise ValidationError(f"{name} must lie between 1970-01-01 and 9999-12-31")
     if end_ms < start_ms:
         raise ValidationError("until is before since")
     return PullJob(job_id, tenant, start_ms, end_ms, filters)
@@ -675,22 +699,44 @@ def handle_job_message(
     from shared.storage import QUEUE_ALERT_PULL_JOBS
 
     now_ms = int(time.time() * 1000)
-    default_id = message_id or hashlib.sha256(body.encode()).hexdigest()[:24]
+    default_id = message_id or hashlib.sha256(body.encode("utf-8", errors="replace")).hexdigest()[:24]
+    with log_context(correlation_id=_correlation_of(body)):
+        try:
+            job = parse_job(body, now_ms=now_ms, default_job_id=default_id)
+            with log_context(job_id=job.job_id):
+                result = run_job(job)
+        except ValidationError as exc:
+            dead_letter(
+                source=QUEUE_ALERT_PULL_JOBS,
+                reason=f"invalid alert pull job: {exc}",
+                body=body,
+                message_id=message_id,
+                dequeue_count=dequeue_count,
+            )
+            return None
+        if result.error and result.terminal:
+            # A refusal that retrying cannot change (bad request, permission): keep it, do not loop.
+            dead_letter(
+                source=QUEUE_ALERT_PULL_JOBS,
+                reason=f"alert pull job {job.job_id} failed: {result.error}",
+                body=body,
+                message_id=message_id,
+                dequeue_count=dequeue_count,
+            )
+            return result
+        if result.error:
+            raise McasError(f"alert pull job {job.job_id} failed: {result.error}")
+        return result
+
+
+def _correlation_of(body: str) -> str | None:
+    """The message's correlation id, if it is an object that carries a string one (log context only)."""
     try:
-        job = parse_job(body, now_ms=now_ms, default_job_id=default_id)
-        result = run_job(job)
-    except ValidationError as exc:
-        dead_letter(
-            source=QUEUE_ALERT_PULL_JOBS,
-            reason=f"invalid alert pull job: {exc}",
-            body=body,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-        )
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
         return None
-    if result.error:
-        raise McasError(f"alert pull job {job.job_id} failed: {result.error}")
-    return result
+    value = (raw.get("correlationId") or raw.get("correlation_id")) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def summarize(results: Sequence[PullResult]) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from shared.errors import ValidationError
 from shared.mda_client import MdaClient, RequestStats
-from shared.mda_errors import ApiError, is_ambiguous
+from shared.mda_errors import ApiError, MalformedResponseError, is_ambiguous
 from shared.mda_filters import Filter
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class CloseResult:
         }
 
 
+def _malformed(message: str, method: str) -> MalformedResponseError:
+    return MalformedResponseError(message, status=200, method=method, path=ALERTS_PATH)
+
+
 def validate_alert_id(value: str) -> str:
     if not isinstance(value, str) or not _ALERT_ID.match(value):
         raise ValidationError(f"alert id must be 24 hex characters, got {value!r}")
@@ -104,14 +108,20 @@ class AlertsApi:
             "POST", ALERTS_PATH, json=body, idempotent=True, deadline=deadline, stats=stats
         )
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
-            raise ApiError(
-                "the alerts list answer has no data list", status=200, method="POST", path=ALERTS_PATH
-            )
+            raise _malformed("the alerts list answer has no data list", "POST")
+        data: list[Any] = answer["data"]
+        if not all(isinstance(a, dict) for a in data):
+            # Dropping the odd item would lose an alert silently; the page is refused and fetched again.
+            raise _malformed("the alerts list answer holds an item that is not an object", "POST")
+        has_next = answer.get("hasNext", False)
+        if not isinstance(has_next, bool):
+            # bool("false") is True: guessing could page forever (or stop early); refuse instead.
+            raise _malformed(f"the alerts list answer's hasNext is not a boolean ({has_next!r:.40})", "POST")
         total = answer.get("total")
         return AlertPage(
-            alerts=[a for a in answer["data"] if isinstance(a, dict)],
-            has_next=bool(answer.get("hasNext")),
-            total=total if isinstance(total, int) else None,
+            alerts=data,
+            has_next=has_next,
+            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
         )
 
     def list_alert_pages(
@@ -167,7 +177,7 @@ class AlertsApi:
             "GET", f"{ALERTS_PATH}{alert_id}/", idempotent=True, deadline=deadline, stats=stats
         )
         if not isinstance(answer, dict):
-            raise ApiError("the alert answer is not an object", status=200, method="GET", path=ALERTS_PATH)
+            raise _malformed("the alert answer is not an object", "GET")
         return answer
 
     def mark_read(

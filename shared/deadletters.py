@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.storage import CONTAINER_DEAD_LETTERS, container_client, queue_client
+from shared.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def letter_id(source: str, message_id: str | None, body: str) -> str:
 def _correlation_id_of(body: str) -> str | None:
     try:
         parsed = json.loads(body)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # any body is kept; a correlation id is a bonus
         return None
     value = parsed.get("correlationId") or parsed.get("correlation_id") if isinstance(parsed, dict) else None
     return str(value) if value else None
@@ -79,6 +80,7 @@ def dead_letter(
         overwrite=True,
         metadata={"source": source, "reason": _metadata_safe(reason)},
     )
+    metrics.add("dead_letters", source=source)
     log.warning(
         "dead-lettered message from %s: %s",
         source,
@@ -89,8 +91,10 @@ def dead_letter(
 
 
 def _metadata_safe(text: str) -> str:
-    """Blob metadata values must be ASCII; keep it short, the full reason is in the blob."""
-    return text.encode("ascii", errors="replace").decode("ascii")[:256].replace("\n", " ")
+    """Blob metadata travels as an HTTP header: printable ASCII only (a control character, e.g. from a
+    message's own text quoted in the reason, makes storage refuse the whole letter). Short: the full reason
+    is in the blob."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:256]).strip()
 
 
 def list_letters() -> Iterator[DeadLetter]:

@@ -10,13 +10,17 @@ Every call goes through `MdaClient.request`, which owns the policies peers got w
   ONLY - a non-idempotent call (closing alerts) fails fast and the caller re-checks state before a retry;
 - 401: drop the cached token once and retry;
 - a deadline: the client never sleeps (for the limiter, a 429 or a backoff) past the caller's time budget;
-- clock, sleep and randomness injectable so tests run in milliseconds.
+- clock, sleep and randomness injectable so tests run in milliseconds;
+- answers are read under a size cap (`max_response_bytes`); a 2xx answer that is not what it claims (invalid
+  or truncated JSON, too large) is a `MalformedResponseError`, never a bare ValueError from a JSON parser.
 The Authorization header is never logged and never part of an error.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
+import math
 import random
 import re
 import threading
@@ -34,6 +38,7 @@ from shared.mda_errors import (
     BadRequestError,
     BudgetExhaustedError,
     ClientRequestError,
+    MalformedResponseError,
     NotFoundError,
     ServerError,
     ThrottledError,
@@ -50,6 +55,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_THROTTLE_WAIT_S = 60.0
+MAX_RETRY_AFTER_S = 3600.0
+# A page of 100 alerts is well under 1 MB; an answer far beyond that is a fault, not data worth buffering.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 MIN_ATTEMPT_S = 0.5  # below this much remaining budget an attempt is not worth starting
 _SECONDS_IN_MESSAGE = re.compile(r"(\d+(?:\.\d+)?)\s*seconds?", re.IGNORECASE)
 _CORRELATION_HEADERS = ("x-ms-correlation-id", "x-correlation-id", "x-ms-request-id", "request-id")
@@ -69,6 +78,7 @@ class HttpSession(Protocol):
         headers: Any = ...,
         timeout: Any = ...,
         allow_redirects: bool = ...,
+        stream: bool = ...,
     ) -> requests.Response: ...
 
 
@@ -108,6 +118,7 @@ class MdaClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         tenant: str | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         if not base_url.startswith("https://"):
             raise ValueError("the API base URL must be https://")
@@ -121,6 +132,7 @@ class MdaClient:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
+        self._max_response_bytes = max_response_bytes
         self._stats_lock = threading.Lock()
         self.totals = RequestStats()  # since the client was built (all runs of this worker)
 
@@ -167,6 +179,7 @@ class MdaClient:
                 call_timeout = min(call_timeout, remaining)
             self._count(stats, requests=1)
             started = self._clock()
+            limit = self._max_response_bytes or MAX_RESPONSE_BYTES  # read per call: tests may lower it
             try:
                 response = self._http().request(
                     method,
@@ -177,7 +190,9 @@ class MdaClient:
                     headers={"Authorization": authorization, "Accept": "application/json"},
                     timeout=call_timeout,
                     allow_redirects=False,
+                    stream=True,  # read below, under the size cap
                 )
+                body = _read_body(response, limit)
             except Exception as exc:
                 error = self._transport_error(exc, method, path)
                 if error is None:
@@ -192,8 +207,15 @@ class MdaClient:
             status = response.status_code
             log.debug("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
             if 200 <= status < 300:
-                return _parse_body(response)
-            error = _error_from(response, method, path)
+                if body is None:
+                    raise MalformedResponseError(
+                        f"the answer is larger than {limit} bytes; refused",
+                        status=status,
+                        method=method,
+                        path=path,
+                    )
+                return _parse_body(response, body, method, path)
+            error = _error_from(response, body, method, path)
             if status == 401 and not reauthorized:
                 # The cached token may be revoked or expired early: fetch a fresh one, once.
                 log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
@@ -297,30 +319,73 @@ def _is_tls_failure(exc: Exception) -> bool:
     return isinstance(exc, requests.exceptions.SSLError)
 
 
-def _parse_body(response: requests.Response) -> Any:
-    if not response.content:
+def _read_body(response: requests.Response, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit` (the connection is then closed, not pooled)."""
+    declared = (response.headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        return None
+    if getattr(response, "raw", None) is None:  # an already-buffered response (tests' stand-ins)
+        content = response.content or b""
+        return content if len(content) <= limit else None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text(response: requests.Response, body: bytes) -> str:
+    try:
+        return body.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset in Content-Type
+        return body.decode("utf-8", errors="replace")
+
+
+def _json(body: bytes) -> Any:
+    """Parsed JSON; ValueError (also for nesting too deep to parse) when it is not JSON."""
+    try:
+        return jsonlib.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _parse_body(response: requests.Response, body: bytes, method: str, path: str) -> Any:
+    if not body:
         return None
     content_type = response.headers.get("Content-Type", "").lower()
     if "json" in content_type:
-        return response.json()
+        try:
+            return _json(body)
+        except ValueError:
+            raise MalformedResponseError(
+                f"the answer claims to be JSON but is not ({len(body)} bytes; truncated?)",
+                status=response.status_code,
+                method=method,
+                path=path,
+            ) from None
     if content_type.startswith("text/"):
-        return response.text
+        return _text(response, body)
     try:
-        return response.json()
+        return _json(body)
     except ValueError:
-        return response.text
+        return _text(response, body)
 
 
-def _error_from(response: requests.Response, method: str, path: str) -> ApiError:
+def _error_from(response: requests.Response, raw: bytes | None, method: str, path: str) -> ApiError:
     status = response.status_code
     body: Any = None
     try:
-        body = response.json() if response.content else None
+        body = _json(raw) if raw else None
     except ValueError:
         body = None
     message, code, correlation = _error_fields(body)
     if not message:
-        text = response.text.strip() if response.content and not isinstance(body, dict) else ""
+        text = _text(response, raw).strip() if raw and not isinstance(body, dict) else ""
         message = text[:300] if text and len(text) < 300 else (response.reason or f"HTTP {status}")
     for header in _CORRELATION_HEADERS:
         if correlation:
@@ -366,16 +431,19 @@ def _retry_after(response: requests.Response, message: str) -> float | None:
     header = response.headers.get("Retry-After")
     if header:
         try:
-            return max(0.0, float(header))
+            seconds = float(header)
+            if math.isfinite(seconds):  # "inf" / "nan" are no wait anyone can honour
+                return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
         except ValueError:
             try:
                 when = parsedate_to_datetime(header)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
+                return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - time.time()))
+            except (TypeError, ValueError, OverflowError):
                 pass
     found = _SECONDS_IN_MESSAGE.findall(message or "")
     if found:
-        return float(found[-1])
+        seconds = float(found[-1])
+        return min(MAX_RETRY_AFTER_S, seconds) if math.isfinite(seconds) else MAX_RETRY_AFTER_S
     return None
 
 

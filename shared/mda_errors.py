@@ -53,6 +53,12 @@ class ApiUnavailableError(ApiError, TransientError):
     """No usable response: connection refused/reset, TLS failure, read timeout."""
 
 
+class MalformedResponseError(ApiError, TransientError):
+    """A 2xx answer this client cannot use: not JSON where JSON was due, truncated, missing or mistyped
+    fields, or larger than the client accepts. Treated as transient (a gateway or a cut connection usually
+    explains it); queue-driven work retries a bounded number of times, then lands in the dead-letter store."""
+
+
 class BudgetExhaustedError(ApiError, TransientError):
     """The caller's time budget ends before the next attempt (or the next free rate-limit slot)."""
 

@@ -58,10 +58,8 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._instruments: dict[str, Any] | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self._instruments is not None
+        # A plain attribute, not a property: hot paths (the cached token header) test it on every call.
+        self.enabled = False
 
     def use(self, meter_provider: Any) -> None:
         """Create the instruments on `meter_provider` (the distro's, or an SDK provider in tests)."""
@@ -72,10 +70,12 @@ class Metrics:
             instruments[key] = create(f"{METER_NAME}.{key}", unit=spec.unit, description=spec.description)
         with self._lock:
             self._instruments = instruments
+            self.enabled = True
 
     def disable(self) -> None:
         with self._lock:
             self._instruments = None
+            self.enabled = False
 
     def add(self, name: str, value: float = 1, **attributes: AttributeValue) -> None:
         """Add to a counter, e.g. `metrics.add("alerts_pulled", 100, tenant="contoso")`."""

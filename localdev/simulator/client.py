@@ -122,8 +122,9 @@ class SimulatorHandle:
         self.admin("POST", "/reset")
 
     def add_fault(self, **spec: Any) -> dict[str, Any]:
-        """service=entra|keyvault|msi|mda|blob|s3|all, error_rate, status, latency_ms, reset_rate,
-        throttle_burst, count, path_prefix (see localdev.simulator.faults)."""
+        """service=entra|keyvault|msi|mda|blob|s3|all, error_rate, status, latency_ms, latency_rate,
+        reset_rate, throttle_burst, count, path_prefix, retry_after; or a malformed-answer rule:
+        body=html|truncated|empty|missing_fields|wrong_types|huge, fields, body_bytes (see faults.py)."""
         result: dict[str, Any] = self.admin("POST", "/faults", spec)
         return result
 

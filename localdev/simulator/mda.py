@@ -191,6 +191,8 @@ class MdaService:
         endpoint = route_or_error.endpoint if isinstance(route_or_error, Route) else f"{method} <unknown>"
         self._hit("mda", endpoint)
         response = self._dispatch(req, route_or_error)
+        if self._faults is not None:
+            response = self._faults.after("mda", req, response)  # `body` rules: a mangled answer
         if self._counters is not None:
             self._counters.incr("mda_status", str(response.status))
         return response

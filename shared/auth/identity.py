@@ -30,6 +30,13 @@ def default_credential() -> Any:
         return credential
 
 
+def forget_default_credential() -> None:
+    """Drop the default credential (and its token cache): the next caller builds a new one, which fetches a
+    new token. For a token the resource refused before its expiry (revoked)."""
+    with _lock:
+        _credentials.pop("default", None)
+
+
 def managed_identity_credential() -> Any:
     """The worker's managed identity (`AZURE_CLIENT_ID` picks a user-assigned one), for FIC assertions."""
     with _lock:

@@ -77,6 +77,13 @@ class AzureSecretReader:
                 )
             return self._client
 
+    def _forget_client(self) -> None:
+        from shared.auth.identity import forget_default_credential
+
+        with self._lock:
+            self._client = None
+        forget_default_credential()
+
     def read(self, name: str) -> SecretValue:
         from azure.core.exceptions import (
             ClientAuthenticationError,
@@ -100,6 +107,10 @@ class AzureSecretReader:
                 "found no managed identity, environment credential or developer sign-in)"
             ) from None
         except ClientAuthenticationError as exc:
+            # The SecretClient's policy and the identity credential both cache the token the vault just
+            # refused (revoked before its expiry): asking them again sends the same token. Start the next
+            # attempt from a fresh credential instead.
+            self._forget_client()
             raise RetryableError(f"could not authenticate to Key Vault ({_status(exc)})") from None
         except HttpResponseError as exc:
             status = getattr(exc, "status_code", None)

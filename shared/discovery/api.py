@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import TerminalError
-from shared.mda_errors import BadRequestError, NotFoundError
+from shared.mda_errors import BadRequestError, MalformedResponseError, NotFoundError
 
 if TYPE_CHECKING:
     from shared.mda_client import MdaClient
@@ -72,9 +72,16 @@ class MdaDiscoveryApi:
                 f"upload_url refused source {source!r}: {exc.message}"
                 + (f" [{exc.error_code}]" if exc.error_code else "")
             ) from exc
-        if not isinstance(body, dict):
-            raise TerminalError("upload_url answered without a JSON object")
-        return UploadTarget(url=body.get("url"), provider=body.get("provider"))  # type: ignore[arg-type]
+        url, provider = (body.get("url"), body.get("provider")) if isinstance(body, dict) else (None, None)
+        if not isinstance(url, str) or not isinstance(provider, str):
+            # A gateway page or a cut answer: transient, so the job is retried (bounded by the queue).
+            raise MalformedResponseError(
+                "upload_url answered without a JSON object holding url and provider strings",
+                status=200,
+                method="GET",
+                path=UPLOAD_URL_PATH,
+            )
+        return UploadTarget(url=url, provider=provider)
 
     def done_upload(self, url: str, stream: str, snapshot: bool, *, deadline: float | None) -> Any:
         payload = {"uploadUrl": url, "inputStreamName": stream, "uploadAsSnapshot": snapshot}

@@ -21,6 +21,7 @@ from shared.deadletters import dead_letter
 from shared.discovery.config import DiscoveryConfig, discovery_config
 from shared.discovery.jobs import StorageAccount, UploadJob, parse_message, resolve
 from shared.errors import ConfigurationError, TerminalError, ValidationError
+from shared.log_context import bind, log_context
 from shared.storage import QUEUE_DISCOVERY_JOBS
 
 if TYPE_CHECKING:
@@ -67,12 +68,15 @@ def handle_discovery_message(
             log.info("discovery message %s: skipped (%s)", item_id, item.reason)
             outcome.skipped.append(item.reason)
             continue
-        try:
-            outcome.uploaded.append(
-                upload_blob_job(item, settings=settings, config=config, deadline=deadline)
-            )
-        except (ValidationError, TerminalError) as exc:
-            _dead_letter(outcome, raw_items[index], exc, item_id, dequeue_count)
+        # Log lines of this item carry its correlation id (a job's correlationId, an event's id) and,
+        # once resolved, its tenant (bound by upload_blob_job); the next item starts afresh.
+        with log_context(correlation_id=item.correlation_id or item.event_id):
+            try:
+                outcome.uploaded.append(
+                    upload_blob_job(item, settings=settings, config=config, deadline=deadline)
+                )
+            except (ValidationError, TerminalError) as exc:
+                _dead_letter(outcome, raw_items[index], exc, item_id, dequeue_count)
     return outcome
 
 
@@ -106,6 +110,7 @@ def upload_blob_job(
         raise ValidationError(
             f"job names tenant {tenant!r}, which has no profile in MCAS_TENANT_PROFILES"
         ) from None
+    bind(tenant=profile.name)
     uploader = Uploader(
         MdaDiscoveryApi.for_profile(profile),
         config,

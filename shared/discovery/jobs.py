@@ -55,6 +55,7 @@ class UploadJob:
     tenant: str | None
     origin: str  # "job" | "event"
     event_id: str | None = None
+    correlation_id: str | None = None  # an explicit job's correlationId (log context only)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def parse_message(
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ValidationError("discovery message is not JSON") from None
     items = payload if isinstance(payload, list) else [payload]
     if not items:
@@ -136,7 +137,16 @@ def _explicit_job(item: Mapping[str, Any], account: StorageAccount, extra: froze
         detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
         raise ValidationError(f"invalid discovery job - {detail}", field_errors=errors)
     assert blob is not None
-    return UploadJob(blob, source, stream, snapshot, tenant.strip() if tenant else None, "job")
+    correlation = item.get("correlationId")
+    return UploadJob(
+        blob,
+        source,
+        stream,
+        snapshot,
+        tenant.strip() if tenant else None,
+        "job",
+        correlation_id=correlation if isinstance(correlation, str) else None,
+    )
 
 
 def _blob_created(event: Mapping[str, Any], *, container: str, account: StorageAccount) -> UploadJob | Skip:
@@ -144,7 +154,7 @@ def _blob_created(event: Mapping[str, Any], *, container: str, account: StorageA
     if not isinstance(data, dict):
         raise ValidationError(f"{BLOB_CREATED} event without a data object")
     api = data.get("api")
-    if api in _INCOMPLETE_APIS:
+    if isinstance(api, str) and api in _INCOMPLETE_APIS:  # (a list or object is not hashable)
         return Skip(f"{api} event: the file is not complete yet (a later FlushWithClose event follows)")
     url = data.get("url") or data.get("blobUrl")
     if not isinstance(url, str) or not url:
@@ -170,7 +180,11 @@ def parse_blob_ref(value: Any, account: StorageAccount) -> BlobRef:
     if "://" not in value:
         container, _, name = value.lstrip("/").partition("/")
         return _blob_ref(container, name)
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port out of range, like urlsplit for a broken IPv6 host
+    except ValueError:
+        raise ValidationError("blob URL is malformed") from None
     if parts.query or parts.fragment:
         raise ValidationError(
             "blob URL must not carry a query or fragment (no SAS: the app reads with its identity)"
@@ -178,7 +192,7 @@ def parse_blob_ref(value: Any, account: StorageAccount) -> BlobRef:
     ours = urlsplit(account.url)
     # ADLS Gen2 events (FlushWithClose) name the dfs endpoint of the same account.
     host = (parts.hostname or "").lower().replace(".dfs.core.", ".blob.core.")
-    if host != (ours.hostname or "").lower() or parts.port != ours.port:
+    if host != (ours.hostname or "").lower() or port != ours.port:
         raise ValidationError(
             f"blob URL host {parts.hostname} is not the app's storage account ({ours.hostname}); "
             "only blobs in the app's own account are uploaded"

@@ -44,6 +44,7 @@ from shared.discovery.transfer import PutFailed, TransferOptions, new_session, p
 from shared.discovery.urlguard import check_upload_url, redact
 from shared.errors import McasError, TerminalError, TransientError
 from shared.mda_errors import ApiUnavailableError, BadRequestError, ServerError
+from shared.telemetry import metrics
 
 if TYPE_CHECKING:
     import requests
@@ -301,6 +302,7 @@ class Uploader:
                 self._ledger.put_content(replace(record, end=utc_now(), outcome=FAILED, error=_reason(exc)))
                 raise
             self._ledger.put_content(replace(record, end=utc_now()))
+            metrics.add("upload_bytes", part.length, tenant=target.tenant)
             return PartOutcome(
                 part.index, part.length, sha, "uploaded", method, attempts, put_seconds
             ), whole_after

@@ -103,7 +103,10 @@ def fetch_filter(params: dict[str, Any]) -> Filter:
 def _fetch(
     api: AlertsApi, params: dict[str, Any], context: ActionContext, deadline: float, stats: RequestStats
 ) -> dict[str, Any]:
+    from shared.alerts_api import ALERTS_PATH
     from shared.alerts_model import alert_id, normalize
+    from shared.errors import ValidationError
+    from shared.mda_errors import MalformedResponseError
 
     limit = int(params.get("limit") or 100)
     seen: set[str] = set()
@@ -113,14 +116,24 @@ def _fetch(
         fetch_filter(params), sort_direction="desc", deadline=deadline, stats=stats
     ):
         for raw in page.alerts:
-            identifier = alert_id(raw)
+            try:
+                identifier = alert_id(raw)
+                normalized = normalize(raw, tenant=context.profile.name)
+            except ValidationError as exc:
+                # The API's answer, not the job, is at fault: transient, so the queue retries (bounded).
+                raise MalformedResponseError(
+                    f"the API returned an alert this app cannot read ({exc})",
+                    status=200,
+                    method="POST",
+                    path=ALERTS_PATH,
+                ) from None
             if identifier in seen:
                 continue  # page boundaries can repeat an alert
             if len(alerts) >= limit:
                 truncated = True
                 break
             seen.add(identifier)
-            alerts.append(dict(normalize(raw, tenant=context.profile.name)))
+            alerts.append(dict(normalized))
         if truncated or len(alerts) >= limit:
             truncated = truncated or page.has_next
             break

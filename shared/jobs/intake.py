@@ -41,6 +41,7 @@ from shared.jobs.signature import SignatureAuthenticator
 from shared.jobs.store import JobConflict, JobRecord, JobStore
 from shared.jobs.timeparse import iso
 from shared.jobs.views import job_view
+from shared.log_context import bind, log_context
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class JobsApi:
 
     def submit(self, request: ApiRequest) -> ApiResponse:
         correlation_id = _correlation_id(request)
-        return _answer(lambda: self._submit(request, correlation_id), correlation_id, self._challenge())
+        with log_context(correlation_id=correlation_id):
+            return _answer(lambda: self._submit(request, correlation_id), correlation_id, self._challenge())
 
     def _submit(self, request: ApiRequest, correlation_id: str) -> ApiResponse:
         _check_size(request)
@@ -101,6 +103,7 @@ class JobsApi:
         self._authorize(principal, spec)
         key = _idempotency_key(request)
         job_id = self.new_id()
+        bind(job_id=job_id)
         if key is not None:
             fingerprint = hashlib.sha256(
                 json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -124,6 +127,7 @@ class JobsApi:
                     )
                     return self._accepted(request, existing, replayed=True)
                 job_id = claim.job_id  # claimed earlier but never recorded (a crash): finish the work now
+                bind(job_id=job_id)
         try:
             record = self._record(job_id, spec, principal, correlation_id)
             try:
@@ -206,13 +210,14 @@ class JobsApi:
 
     def status(self, request: ApiRequest, job_id: str) -> ApiResponse:
         correlation_id = _correlation_id(request)
-        return _answer(
-            lambda: self._status(request, job_id, correlation_id), correlation_id, self._challenge()
-        )
+        with log_context(correlation_id=correlation_id):
+            return _answer(
+                lambda: self._status(request, job_id, correlation_id), correlation_id, self._challenge()
+            )
 
     def _status(self, request: ApiRequest, job_id: str, correlation_id: str) -> ApiResponse:
         principal = self._authenticate(request, consume_id=False)
-        job = self.jobs.get(job_id) if _JOB_ID.match(job_id or "") else None
+        job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
         if job is None or (principal.kind == "user" and job.owner != principal.scope_key):
             raise Reject(404, "not_found", "no job with this id (for this caller)")
         return json_response(200, job_view(job), {"X-Correlation-ID": correlation_id})

@@ -26,6 +26,7 @@ from typing import Any
 
 from shared.errors import ConfigurationError, TerminalError, TransientError, ValidationError
 from shared.jobs.store import JobRecord, JobStore
+from shared.log_context import bind, log_context
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,13 @@ def _now_iso() -> str:
 def _parse(body: str) -> tuple[str, str | None]:
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ValidationError("job message is not JSON") from None
-    if not isinstance(message, dict) or message.get("v") != 1:
+    version = message.get("v") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or type(version) is not int or version != 1:  # (True == 1 in Python)
         raise ValidationError("job message is not a version 1 job reference")
     job_id = message.get("jobId")
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):  # `$` alone would admit a trailing \n
         raise ValidationError("job message has no valid jobId")
     correlation = message.get("correlationId")
     return job_id, correlation if isinstance(correlation, str) else None
@@ -85,6 +87,29 @@ def process_message(
             dequeue_count=dequeue_count,
         )
         return None
+    with log_context(job_id=job_id, correlation_id=correlation_id):
+        return _process(
+            text,
+            job_id,
+            correlation_id=correlation_id,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            store=store,
+        )
+
+
+def _process(
+    text: str,
+    job_id: str,
+    *,
+    correlation_id: str | None,
+    message_id: str | None,
+    dequeue_count: int | None,
+    store: JobStore | None,
+) -> JobRecord | None:
+    from shared.deadletters import dead_letter
+    from shared.storage import QUEUE_JOBS
+
     jobs = store or _default_store()
     job = jobs.get(job_id)
     if job is None:
@@ -97,6 +122,7 @@ def process_message(
             dequeue_count=dequeue_count,
         )
         return None
+    bind(correlation_id=job.correlation_id)  # the record's id wins over a message that lacks one
     if job.status in ("succeeded", "failed"):
         log.info("job %s already %s; duplicate delivery ignored [%s]", job_id, job.status, job.correlation_id)
         return job
@@ -145,14 +171,34 @@ def process_poison(
     store: JobStore | None = None,
 ) -> JobRecord | None:
     """Entry point of the `<QUEUE_JOBS>-poison` trigger: dead-letter the message, end the job."""
-    from shared.deadletters import dead_letter
-    from shared.storage import QUEUE_JOBS
-
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
         job_id, correlation_id = _parse(text)
     except ValidationError:
         job_id, correlation_id = None, None
+    with log_context(job_id=job_id, correlation_id=correlation_id):
+        return _poison(
+            text,
+            job_id,
+            correlation_id=correlation_id,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            store=store,
+        )
+
+
+def _poison(
+    text: str,
+    job_id: str | None,
+    *,
+    correlation_id: str | None,
+    message_id: str | None,
+    dequeue_count: int | None,
+    store: JobStore | None,
+) -> JobRecord | None:
+    from shared.deadletters import dead_letter
+    from shared.storage import QUEUE_JOBS
+
     jobs = store or _default_store()
     job = jobs.get(job_id) if job_id else None
     last = (job.error or {}).get("message") if job is not None else None
@@ -264,6 +310,7 @@ def _run(job: JobRecord, *, redelivered: bool) -> dict[str, Any]:
         profile = settings.tenant(spec.tenant) if spec.tenant else settings.default_tenant
     except ConfigurationError:
         raise JobFailed("unknown_tenant", f"no tenant profile named {spec.tenant!r} is configured") from None
+    bind(tenant=profile.name)
     assertion = _open_assertion(job) if job.context == "user" else None
     context = ActionContext(
         profile=profile,

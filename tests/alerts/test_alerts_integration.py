@@ -41,6 +41,12 @@ def _functions() -> dict[str, Any]:
     return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
+def _context() -> Any:
+    from localdev.host.invoke import LocalContext
+
+    return LocalContext("test", ".")
+
+
 def _seed(sim: Any, count: int, *, days: int = 2, seed: int = 11) -> list[dict[str, Any]]:
     now = int(time.time() * 1000)
     sim.mda(
@@ -82,7 +88,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
     queue.clear_messages()
     from azure.functions.timer import TimerRequest
 
-    _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=False))
+    _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=False), context=_context())
 
     expected = sorted(a["_id"] for a in seeded)
     assert sorted(_blob_ids(tenant)) == expected
@@ -101,7 +107,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
     assert row["stopped"] == "caught_up" and row["lag_s"] >= 0 and row["start"] <= row["end"]
 
     # A second run finds nothing new and delivers nothing.
-    _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=True))
+    _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=True), context=_context())
     assert sorted(_blob_ids(tenant)) == expected
     assert queue.peek_messages(max_messages=1) == []
 
@@ -301,7 +307,11 @@ def test_queue_job_pulls_a_window_and_invalid_jobs_are_dead_lettered(alerts_env,
         "filters": {"severity": {"eq": [0, 1, 2, 3]}},
         "job_id": "job-1",
     }
-    handler = _functions()["alerts_pull_job"].get_user_function()
+    function = _functions()["alerts_pull_job"].get_user_function()
+
+    def handler(msg: QueueMessage) -> None:
+        function(msg, context=_context())
+
     handler(QueueMessage(id="m1", body=json.dumps(job).encode(), dequeue_count=1))
     expected = sorted(a["_id"] for a in seeded if since <= a["timestamp"] <= until)
     got = list(_blob_ids(tenant))

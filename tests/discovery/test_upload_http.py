@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from azure.functions.queue import QueueMessage
 
+from localdev.host.invoke import LocalContext
 from shared.deadletters import list_letters
 from shared.discovery.api import MdaDiscoveryApi, UploadTarget
 from shared.discovery.config import discovery_config
@@ -270,7 +271,7 @@ class TestEventGridThroughTheFunction:
             pop_receipt=received.pop_receipt,
             insertion_time=dt.datetime.now(dt.UTC),
         )
-        handler.get_user_function()(msg)
+        handler.get_user_function()(msg, context=LocalContext("discovery_upload", "."))
         queue.delete_message(received)
 
     def _event(self, blob_url: str) -> dict[str, Any]:
@@ -328,7 +329,8 @@ class TestEventGridThroughTheFunction:
             "discovery_upload_poison"
         ]
         handler.get_user_function()(
-            QueueMessage(id=marker, body=_job(f"x/{marker}").encode(), dequeue_count=1)
+            QueueMessage(id=marker, body=_job(f"x/{marker}").encode(), dequeue_count=1),
+            context=LocalContext("discovery_upload_poison", "."),
         )
         [letter] = _letters_for(marker)
         assert (letter.reason, letter.source) == ("exhausted retries", f"{QUEUE_DISCOVERY_JOBS}-poison")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from functions import jobs as jobs_blueprint
+from localdev.host.invoke import LocalContext
 from shared.jobs import intake
 from tests.jobs.builders import SECRET, URL, rig, token
 from tests.jobs.strategies import Case, cases
@@ -44,7 +45,7 @@ def test_intake_answers_only_2xx_or_4xx(monkeypatch: pytest.MonkeyPatch) -> None
         request = func.HttpRequest(
             method="POST", url=URL, headers=case.headers, params={}, route_params={}, body=case.body
         )
-        response = handler(request)
+        response = handler(request, context=LocalContext("jobs_submit", "."))
         statuses[response.status_code] += 1
         assert 200 <= response.status_code < 500, (response.status_code, response.get_body()[:300])
         payload = json.loads(response.get_body())

@@ -18,6 +18,7 @@ import azure.functions as func
 import pytest
 
 from functions import health as health_blueprint
+from localdev.host.invoke import LocalContext
 from shared.alert_pull import PullResult, record_health
 from shared.caches import reset_all_caches
 from shared.health import CheckResult, check_health
@@ -60,7 +61,7 @@ def tenant(app_env, monkeypatch) -> str:
 
 def _call() -> tuple[int, dict[str, Any]]:
     request = func.HttpRequest(method="GET", url="/api/health", body=b"", headers={})
-    response = health_blueprint.health(request)
+    response = health_blueprint.health(request, context=LocalContext("health", "."))
     assert response.mimetype == "application/json"
     return response.status_code, json.loads(response.get_body())
 
