@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.discovery.handler import POISON_QUEUE, handle_discovery_message, handle_poison_message
 from shared.log_context import log_context
 from shared.storage import QUEUE_DISCOVERY_JOBS
+
+POISON_QUEUE = f"{QUEUE_DISCOVERY_JOBS}-poison"
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 
@@ -20,6 +21,8 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves
 @bp.function_name(name="discovery_upload")
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_DISCOVERY_JOBS, connection="AzureWebJobsStorage")
 def discovery_upload(msg: func.QueueMessage, context: func.Context) -> None:
+    from shared.discovery.handler import handle_discovery_message  # on first message, not at indexing
+
     with log_context(invocation_id=context.invocation_id):  # the handler adds tenant and correlation id
         handle_discovery_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
 
@@ -27,6 +30,8 @@ def discovery_upload(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.function_name(name="discovery_upload_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 def discovery_upload_poison(msg: func.QueueMessage, context: func.Context) -> None:
+    from shared.discovery.handler import handle_poison_message
+
     with log_context(invocation_id=context.invocation_id):
         handle_poison_message(msg.get_body(), message_id=msg.id, dequeue_count=_dequeue_count(msg))
 
