@@ -9,13 +9,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from shared.telemetry import METRICS, metrics, reset_telemetry_for_tests
+from shared.telemetry import METRICS, metrics
+from tests.reliability.metric_reader import metric_points
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,35 +32,6 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-@pytest.fixture
-def reader() -> Iterator[Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    memory = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[memory])
-    metrics.use(provider)
-    try:
-        yield memory
-    finally:
-        reset_telemetry_for_tests()
-        provider.shutdown()
-
-
-def _points(reader: Any) -> dict[str, list[tuple[dict[str, Any], Any]]]:
-    found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-    data = reader.get_metrics_data()
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    value = getattr(point, "value", None)
-                    if value is None:
-                        value = (point.count, point.sum)
-                    found.setdefault(metric.name, []).append((dict(point.attributes), value))
-    return found
 
 
 def test_without_a_connection_string_nothing_heavy_is_imported():
@@ -90,7 +60,7 @@ def test_the_facade_records_counters_and_histograms_with_attributes(reader):
     metrics.record("pull_lag", 12.0, tenant="contoso")
     metrics.record("pull_lag", 18.0, tenant="contoso")
 
-    points = _points(reader)
+    points = metric_points(reader)
     assert sorted(points["mcas.alerts_pulled"], key=lambda p: p[0]["tenant"]) == [
         ({"tenant": "contoso"}, 150),
         ({"tenant": "fabrikam"}, 7),
@@ -104,7 +74,7 @@ def test_the_facade_records_counters_and_histograms_with_attributes(reader):
 def test_every_declared_metric_can_be_emitted(reader):
     for name, spec in METRICS.items():
         (metrics.add if spec.kind == "counter" else metrics.record)(name, 1, tenant="t")
-    assert set(_points(reader)) == {f"mcas.{name}" for name in METRICS}
+    assert set(metric_points(reader)) == {f"mcas.{name}" for name in METRICS}
 
 
 def test_unknown_or_misused_metrics_fail_even_when_off():

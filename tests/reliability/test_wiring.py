@@ -23,38 +23,10 @@ from azure.functions.queue import QueueMessage
 from localdev.host.invoke import LocalContext
 from shared.caches import reset_all_caches
 from shared.logging_setup import ContextFilter
-from shared.telemetry import metrics, reset_telemetry_for_tests
+from tests.reliability.metric_reader import metric_points
 
 DAY_MS = 86_400_000
 TENANT = "contoso"
-
-
-@pytest.fixture
-def reader() -> Iterator[Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    memory = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[memory])
-    metrics.use(provider)
-    try:
-        yield memory
-    finally:
-        reset_telemetry_for_tests()
-        provider.shutdown()
-
-
-def _points(reader: Any) -> dict[str, list[tuple[dict[str, Any], Any]]]:
-    found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-    for resource in reader.get_metrics_data().resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    value = getattr(point, "value", None)
-                    if value is None:
-                        value = (point.count, point.sum)
-                    found.setdefault(metric.name, []).append((dict(point.attributes), value))
-    return found
 
 
 def _value(points: dict[str, Any], name: str, **attributes: str) -> Any:
@@ -129,7 +101,7 @@ def test_an_alert_pull_records_its_figures_and_the_token_cache(tenant, reader):
 
     _timer().get_user_function()(TimerRequest(past_due=False), context=LocalContext("alerts_pull_timer", "."))
 
-    points = _points(reader)
+    points = metric_points(reader)
     assert _value(points, "alerts_pulled", tenant=tenant) == 150
     assert _value(points, "alert_pages", tenant=tenant) == 2
     assert _value(points, "throttled_429", tenant=tenant) == 0
@@ -160,7 +132,7 @@ def test_uploads_and_dead_letters_record_bytes_and_letters(app_env, reader):
     dead_letter(source=source, reason="test", body="{}", message_id="m1")
     dead_letter(source=source, reason="test", body="{}", message_id="m2")
 
-    points = _points(reader)
+    points = metric_points(reader)
     assert _value(points, "upload_bytes", tenant=get_settings().default_tenant.name) == len(data)
     assert _value(points, "dead_letters", source=source) == 2
 
@@ -220,9 +192,9 @@ def test_token_cache_hits_are_batched_yet_all_counted(reader):
     credential = CachedCredential(Source(), refresh_margin=300, clock=lambda: now[0])
     for _ in range(11):  # one miss, then ten hits: the first is added at once, nine wait
         credential.authorization_header()
-    points = _points(reader)
+    points = metric_points(reader)
     assert _value(points, "token_cache_misses", tenant="batched") == 1
     assert _value(points, "token_cache_hits", tenant="batched") == 1
     now[0] += 1.5
     credential.authorization_header()
-    assert _value(_points(reader), "token_cache_hits", tenant="batched") == 11 == credential.hits
+    assert _value(metric_points(reader), "token_cache_hits", tenant="batched") == 11 == credential.hits
