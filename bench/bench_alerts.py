@@ -122,7 +122,7 @@ def _blob_ids(world: World, tenant: str) -> list[str]:
 
 
 def bench_throughput(world: World, *, alerts: int = 20_000, window_s: float = 10.0) -> dict[str, Any]:
-    from shared.alert_pull import run_scheduled
+    from shared.alerts.pull import run_scheduled
 
     world.set_window(window_s)
     seeded = world.seed(alerts)
@@ -277,8 +277,8 @@ def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2
 
 def bench_cpu(*, pages: int = 200) -> dict[str, Any]:
     from localdev.simulator.seed import AlertFactory
-    from shared.alert_sinks import AlertBatch, QueueSink, WebhookSink
-    from shared.alerts_model import normalize
+    from shared.alerts.model import normalize
+    from shared.alerts.sinks import AlertBatch, QueueSink, WebhookSink
 
     factory = AlertFactory(seed=9, portal_url="https://contoso.portal.cloudappsecurity.com", context_id="c")
     start = 1_767_225_600_000

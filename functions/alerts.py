@@ -1,4 +1,6 @@
-"""Alerts blueprint: the scheduled pull (timer) and ad-hoc pulls (queue), both through shared/alert_pull.py.
+"""Alerts blueprint: the scheduled pull (timer) and ad-hoc window pulls (queue).
+
+The timer runs shared/alerts/pull.py; the queue jobs run shared/alerts/adhoc.py.
 
 - `alerts_pull_timer`: schedule from the app setting `MCAS_ALERTS_SCHEDULE` (default `0 */5 * * * *`; the
   binding reads it as `%MCAS_ALERTS_SCHEDULE%`, so infra must set it - a missing setting breaks indexing),
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 @bp.function_name(name="alerts_pull_timer")
 @bp.timer_trigger(schedule="%MCAS_ALERTS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def alerts_pull_timer(timer: func.TimerRequest, context: func.Context) -> None:
-    from shared.alert_pull import run_scheduled_entry
+    from shared.alerts.pull import run_scheduled_entry
 
     with log_context(invocation_id=context.invocation_id):  # each tenant's run adds its tenant
         run_scheduled_entry(past_due=bool(timer.past_due))
@@ -34,7 +36,7 @@ def alerts_pull_timer(timer: func.TimerRequest, context: func.Context) -> None:
 @bp.function_name(name="alerts_pull_job")
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_ALERT_PULL_JOBS, connection="AzureWebJobsStorage")
 def alerts_pull_job(msg: func.QueueMessage, context: func.Context) -> None:
-    from shared.alert_pull import handle_job_message
+    from shared.alerts.adhoc import handle_job_message
 
     with log_context(invocation_id=context.invocation_id):  # the job adds its job id and correlation id
         handle_job_message(

@@ -76,7 +76,7 @@ def alerts_pull_command(
 def _sample_checkpoints(connection_string: str, tenant: str, stop: threading.Event, out: list[int]) -> None:
     from azure.data.tables import TableServiceClient
 
-    from shared.checkpoints import STREAM_SCHEDULED, TableCheckpointStore
+    from shared.alerts.checkpoints import STREAM_SCHEDULED, TableCheckpointStore
 
     table = TableServiceClient.from_connection_string(connection_string).get_table_client("mcasCheckpoints")
     store = TableCheckpointStore(table)

@@ -21,10 +21,10 @@ DEMO_ALERTS = 1_000  # 10 pages
 
 
 def step_alerts(ctx: Any) -> str:
-    from shared.alerts_api import AlertsApi
     from shared.caches import reset_all_caches
     from shared.errors import McasError
-    from shared.mda_client import client_for
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import client_for
     from shared.settings import get_settings
     from shared.storage import (
         CONTAINER_ALERTS,

@@ -94,9 +94,9 @@ def _quiet_sdk_logs(args: argparse.Namespace) -> None:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from shared.alert_config import AlertConfig, parse_duration
-    from shared.alert_pull import default_environment, run_scheduled, summarize
-    from shared.alert_sinks import FileSink, Sink
+    from shared.alerts.config import AlertConfig, parse_duration
+    from shared.alerts.pull import default_environment, run_scheduled, summarize
+    from shared.alerts.sinks import FileSink, Sink
     from shared.settings import get_settings
 
     _quiet_sdk_logs(args)
@@ -146,8 +146,8 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_close(args: argparse.Namespace) -> int:
-    from shared.alerts_api import AlertsApi
-    from shared.mda_client import client_for
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import client_for
     from shared.settings import get_settings
 
     _quiet_sdk_logs(args)

@@ -7,7 +7,7 @@ Checks (they run concurrently; each is cut off after `MCAS_HEALTH_TIMEOUT_SECOND
   cache, which is the point: that is what the next invocation will use).
 - `storage`: a table write-and-read round trip in `mcasHealth` and a queue properties read.
 - `pulls`: per tenant, the newest successful alert pull in `mcasHealth` (rows written by
-  shared/alert_pull.py: partition `alerts.<tenant>`, newest first) with its lag; fails when a tenant has run
+  shared/alerts/pull.py: partition `alerts.<tenant>`, newest first) with its lag; fails when a tenant has run
   but not succeeded within `MCAS_HEALTH_MAX_PULL_AGE` (default 1h). A tenant that has never run is `pending`.
 
 The body names failing checks and says why in one line each; it never carries a secret, a token or a
@@ -105,7 +105,7 @@ def health_timeout(settings: Settings) -> float:
 
 
 def max_pull_age(settings: Settings) -> float:
-    from shared.alert_config import parse_duration
+    from shared.alerts.config import parse_duration
 
     return parse_duration(_setting(settings, "MCAS_HEALTH_MAX_PULL_AGE"), name="MCAS_HEALTH_MAX_PULL_AGE")
 

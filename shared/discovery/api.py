@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import TerminalError
-from shared.mda_errors import BadRequestError, MalformedResponseError, NotFoundError
+from shared.mda.errors import BadRequestError, MalformedResponseError, NotFoundError
 
 if TYPE_CHECKING:
-    from shared.mda_client import MdaClient
+    from shared.mda.client import MdaClient
 
 UPLOAD_URL_PATH = "/api/v1/discovery/upload_url/"
 DONE_UPLOAD_PATH = "/api/v1/discovery/done_upload/"
@@ -44,14 +44,14 @@ class DiscoveryApi(Protocol):
 
 
 class MdaDiscoveryApi:
-    """`DiscoveryApi` over `shared.mda_client`."""
+    """`DiscoveryApi` over `shared.mda.client`."""
 
     def __init__(self, client: MdaClient) -> None:
         self._client = client
 
     @classmethod
     def for_profile(cls, profile: Any) -> MdaDiscoveryApi:
-        from shared.mda_client import client_for
+        from shared.mda.client import client_for
 
         return cls(client_for(profile))
 

@@ -43,7 +43,7 @@ from shared.discovery.ledger import (
 from shared.discovery.transfer import PutFailed, TransferOptions, new_session, put_part
 from shared.discovery.urlguard import check_upload_url, redact
 from shared.errors import McasError, TerminalError, TransientError
-from shared.mda_errors import ApiUnavailableError, BadRequestError, ServerError
+from shared.mda.errors import ApiUnavailableError, BadRequestError, ServerError
 from shared.telemetry import metrics
 
 if TYPE_CHECKING:

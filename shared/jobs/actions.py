@@ -1,6 +1,6 @@
 """One function per job action, each delegating to the feature that owns the API calls.
 
-- alerts.fetch / close / mark_*: `shared.alerts_api.AlertsApi` over `client_for(profile, user_assertion=...)`,
+- alerts.fetch / close / mark_*: `shared.mda.alerts.AlertsApi` over `client_for(profile, user_assertion=...)`,
   so the rate limiter, 429 handling and retries are the alert client's; close safety (no blind re-POST,
   re-check after an ambiguous failure) is `AlertsApi.close`'s.
 - A redelivered close job (the queue retried it, or a worker died mid-way) first reads the alerts' state and
@@ -31,9 +31,9 @@ from shared.jobs.schema import (
 )
 
 if TYPE_CHECKING:
-    from shared.alerts_api import AlertsApi
-    from shared.mda_client import RequestStats
-    from shared.mda_filters import Filter
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import RequestStats
+    from shared.mda.filters import Filter
     from shared.settings import TenantProfile
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def run_action(spec: JobSpec, context: ActionContext) -> dict[str, Any]:
     """Do the job; return its JSON result. Raises the features' typed errors (transient or terminal)."""
     if spec.action == ACTION_DISCOVERY_UPLOAD:
         return _discovery_upload(spec.params, context)
-    from shared.alerts_api import AlertsApi
-    from shared.mda_client import RequestStats, client_for
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import RequestStats, client_for
 
     client = client_for(context.profile, user_assertion=context.user_assertion)
     api = AlertsApi(client)
@@ -81,7 +81,7 @@ def run_action(spec: JobSpec, context: ActionContext) -> dict[str, Any]:
 
 def fetch_filter(params: dict[str, Any]) -> Filter:
     """The job's window and friendly filters as the API's filter grammar (mcas-api.md §5)."""
-    from shared.mda_filters import Filter
+    from shared.mda.filters import Filter
 
     flt = Filter().where("date", "gte", int(params["sinceMs"])).where("date", "lte", int(params["untilMs"]))
     filters: dict[str, Any] = params.get("filters") or {}
@@ -103,10 +103,10 @@ def fetch_filter(params: dict[str, Any]) -> Filter:
 def _fetch(
     api: AlertsApi, params: dict[str, Any], context: ActionContext, deadline: float, stats: RequestStats
 ) -> dict[str, Any]:
-    from shared.alerts_api import ALERTS_PATH
-    from shared.alerts_model import alert_id, normalize
+    from shared.alerts.model import alert_id, normalize
     from shared.errors import ValidationError
-    from shared.mda_errors import MalformedResponseError
+    from shared.mda.alerts import ALERTS_PATH
+    from shared.mda.errors import MalformedResponseError
 
     limit = int(params.get("limit") or 100)
     seen: set[str] = set()
@@ -154,7 +154,7 @@ def _states(
     api: AlertsApi, ids: list[str], field: str, deadline: float, stats: RequestStats
 ) -> dict[str, int | None]:
     """`field` (resolutionStatusValue / statusValue) per id found; missing ids are absent."""
-    from shared.mda_filters import Filter
+    from shared.mda.filters import Filter
 
     found: dict[str, int | None] = {}
     for chunk in _chunks(ids):
@@ -219,7 +219,7 @@ def _close(
 def _mark(
     api: AlertsApi, params: dict[str, Any], read: bool, deadline: float, stats: RequestStats
 ) -> dict[str, Any]:
-    from shared.mda_errors import NotFoundError
+    from shared.mda.errors import NotFoundError
 
     ids: list[str] = list(params["ids"])
     wanted = STATUS_READ if read else STATUS_UNREAD

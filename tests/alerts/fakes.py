@@ -14,9 +14,9 @@ import requests
 from localdev.simulator.mda_alerts import AlertStore
 from localdev.simulator.mda_common import ApiError as SimApiError
 from localdev.simulator.seed import AlertFactory
-from shared.alert_sinks import AlertBatch
-from shared.alerts_api import AlertsApi
-from shared.mda_client import MdaClient, RetryPolicy
+from shared.alerts.sinks import AlertBatch
+from shared.mda.alerts import AlertsApi
+from shared.mda.client import MdaClient, RetryPolicy
 from shared.settings import TenantProfile
 
 BASE = "https://contoso.us2.portal.cloudappsecurity.com"
@@ -142,7 +142,7 @@ class RecordingSink:
         self.attempts = 0
 
     def deliver(self, batch: AlertBatch, *, deadline: float | None) -> None:
-        from shared.alert_sinks import SinkError
+        from shared.alerts.sinks import SinkError
 
         self.attempts += 1
         if self.attempts in self.fail_on:

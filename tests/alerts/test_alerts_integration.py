@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from shared.alert_pull import PullOptions, pull_tenant
-from shared.alerts_api import AlertsApi
-from shared.checkpoints import STREAM_SCHEDULED, Checkpoint, CheckpointConflict, checkpoint_store
-from shared.mda_client import client_for
+from shared.alerts.checkpoints import STREAM_SCHEDULED, Checkpoint, CheckpointConflict, checkpoint_store
+from shared.alerts.pull import PullOptions, pull_tenant
+from shared.mda.alerts import AlertsApi
+from shared.mda.client import client_for
 from shared.settings import get_settings
 from shared.storage import (
     CONTAINER_ALERTS,
@@ -386,7 +386,7 @@ def test_webhook_sink_signs_retries_and_keeps_the_id_stable(alerts_env, monkeypa
         monkeypatch.setenv("MCAS_FIRST_FETCH_LOOKBACK", "2d")
         get_settings.cache_clear()
         seeded = _seed(sim, 150, days=1)
-        from shared.alert_pull import run_scheduled
+        from shared.alerts.pull import run_scheduled
 
         results = run_scheduled()
         assert results[0].ok and results[0].alerts == 150

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.checkpoints import (
+from shared.alerts.checkpoints import (
     Checkpoint,
     CheckpointConflict,
     CheckpointRegression,

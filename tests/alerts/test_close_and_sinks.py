@@ -8,9 +8,10 @@ from typing import Any, cast
 import pytest
 import requests
 
-from shared.alert_config import AlertConfig, parse_duration, parse_sinks, validate_webhook_url
-from shared.alert_pull import parse_job
-from shared.alert_sinks import (
+from shared.alerts.adhoc import parse_job
+from shared.alerts.config import AlertConfig, parse_duration, parse_sinks, validate_webhook_url
+from shared.alerts.model import normalize
+from shared.alerts.sinks import (
     QUEUE_MESSAGE_MAX_BYTES,
     AlertBatch,
     BlobSink,
@@ -18,9 +19,8 @@ from shared.alert_sinks import (
     SinkError,
     WebhookSink,
 )
-from shared.alerts_model import normalize
 from shared.errors import ConfigurationError, ValidationError
-from shared.mda_errors import BadRequestError, ServerError
+from shared.mda.errors import BadRequestError, ServerError
 from shared.settings import Settings
 from shared.standard_webhooks import verify
 from tests.alerts.fakes import T0_MS, FakeClock, StoreSession, make_api, make_store, response
@@ -148,7 +148,7 @@ class _FakeContainer:
 
 
 def test_queue_sink_one_message_per_alert_and_oversize_goes_to_a_blob(monkeypatch):
-    import shared.alert_sinks as sinks
+    from shared.alerts import sinks
 
     monkeypatch.setattr(sinks, "_content_settings", lambda ct: ct)
     queue, payloads = _FakeQueue(), _FakeContainer()
@@ -162,7 +162,7 @@ def test_queue_sink_one_message_per_alert_and_oversize_goes_to_a_blob(monkeypatc
 
 
 def test_blob_sink_names_are_deterministic_per_page(monkeypatch):
-    import shared.alert_sinks as sinks
+    from shared.alerts import sinks
 
     monkeypatch.setattr(sinks, "_content_settings", lambda ct: ct)
     container = _FakeContainer()

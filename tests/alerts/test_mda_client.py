@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from shared.errors import TerminalError, TransientError
-from shared.mda_client import MdaClient, RequestStats, RetryPolicy
-from shared.mda_errors import (
+from shared.mda.client import MdaClient, RequestStats, RetryPolicy
+from shared.mda.errors import (
     ApiUnavailableError,
     AuthError,
     BadRequestError,

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from localdev.simulator.seed import AlertFactory
-from shared.alerts_model import ALERT_SCHEMA, SCHEMA_VERSION, normalize
+from shared.alerts.model import ALERT_SCHEMA, SCHEMA_VERSION, normalize
 from shared.errors import ValidationError
-from shared.mda_filters import Filter, filter_from_json, to_epoch_ms
+from shared.mda.filters import Filter, filter_from_json, to_epoch_ms
 from tests.alerts.fakes import BASE, T0_MS
 
 DOC_EXAMPLE = {

@@ -6,9 +6,9 @@ tests.
 
 from __future__ import annotations
 
-from shared.alert_pull import PullOptions, pull_tenant
-from shared.checkpoints import STREAM_SCHEDULED, Checkpoint, MemoryCheckpointStore
-from shared.mda_filters import Filter
+from shared.alerts.checkpoints import STREAM_SCHEDULED, Checkpoint, MemoryCheckpointStore
+from shared.alerts.pull import PullOptions, pull_tenant
+from shared.mda.filters import Filter
 from tests.alerts.fakes import T0_MS, FakeClock, RecordingSink, StoreSession, make_api, make_store, profile
 
 DAY_MS = 86_400_000

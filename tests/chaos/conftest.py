@@ -19,7 +19,7 @@ import pytest
 
 from localdev.pki import TestPki
 from localdev.simulator.client import SimulatorHandle, start_simulator
-from shared.alert_sinks import AlertBatch
+from shared.alerts.sinks import AlertBatch
 from shared.caches import reset_all_caches
 from shared.settings import reset_settings_cache
 
@@ -87,7 +87,7 @@ def chaos_env(
     sink, no settle delay, compressed rate windows and backoff; the private simulator is reset afterwards."""
     import json
 
-    from shared import mda_client
+    from shared.mda import client as mda_client
 
     suffix = uuid.uuid4().hex[:8]
     names = {tenant: f"{tenant}-{suffix}" for tenant in TENANTS}
@@ -120,7 +120,7 @@ def chaos_env(
 def _fast_retry_factory() -> Any:
     from dataclasses import dataclass as _dc
 
-    from shared.mda_client import RetryPolicy
+    from shared.mda.client import RetryPolicy
 
     @_dc(frozen=True)
     class FastRetry(RetryPolicy):

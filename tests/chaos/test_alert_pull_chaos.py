@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.alert_config import AlertConfig
-from shared.alert_pull import PullResult, default_environment, run_scheduled
+from shared.alerts.config import AlertConfig
+from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.settings import get_settings
 from tests.chaos.conftest import ChaosEnv, ChaosSink, blob_ids, duplicates
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from localdev.azurite import AzuriteHandle
-from shared.alert_config import AlertConfig
-from shared.alert_pull import PullResult, default_environment, run_scheduled
+from shared.alerts.config import AlertConfig
+from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.caches import reset_all_caches
 from shared.settings import get_settings
 from tests.chaos.conftest import ChaosEnv, ChaosSink, blob_ids, duplicates

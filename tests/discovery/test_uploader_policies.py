@@ -20,7 +20,7 @@ from shared.discovery.content import FileSource
 from shared.discovery.ledger import MemoryLedger
 from shared.discovery.uploader import Uploader, UploadRequest
 from shared.errors import TerminalError, TransientError
-from shared.mda_errors import ApiUnavailableError, BadRequestError, ServerError
+from shared.mda.errors import ApiUnavailableError, BadRequestError, ServerError
 from tests.discovery.conftest import log_lines, sha256
 
 CONTAINER = "policy-tests"

@@ -26,12 +26,12 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.alerts_api import AlertsApi
 from shared.discovery.api import MdaDiscoveryApi
 from shared.errors import McasError
-from shared.mda_client import MdaClient, RetryPolicy
-from shared.mda_errors import ApiError, MalformedResponseError
-from shared.mda_filters import Filter
+from shared.mda.alerts import AlertsApi
+from shared.mda.client import MdaClient, RetryPolicy
+from shared.mda.errors import ApiError, MalformedResponseError
+from shared.mda.filters import Filter
 from tests.alerts.fakes import BASE, FakeClock, FakeCredential
 from tests.fuzz.strategies import JSON_VALUES, deep_nesting
 
@@ -164,7 +164,7 @@ def api_env(app_env: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyP
 
 
 def _alerts_api() -> AlertsApi:
-    from shared.mda_client import client_for
+    from shared.mda.client import client_for
     from shared.settings import get_settings
 
     return AlertsApi(client_for(get_settings().default_tenant))
@@ -222,7 +222,7 @@ def test_upload_url_body_faults_are_malformed_response_errors(api_env, fault):
 
 def test_a_huge_answer_is_refused_without_buffering_it(api_env, monkeypatch):
     """8 MiB against a 1 MiB cap (the production cap is 32 MiB; a page of 100 alerts is well under 1 MB)."""
-    from shared import mda_client
+    from shared.mda import client as mda_client
 
     monkeypatch.setattr(mda_client, "MAX_RESPONSE_BYTES", 1024 * 1024)
     api_env.add_fault(service="mda", path_prefix="/api/v1/alerts", count=1, body="huge", body_bytes=8 << 20)

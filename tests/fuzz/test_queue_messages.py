@@ -205,7 +205,7 @@ def _alert_job_messages(tenant: str) -> st.SearchStrategy[bytes]:
 
 
 def test_alert_pull_job_handler_dead_letters_what_it_cannot_use(fuzz_env):
-    from shared.alert_pull import handle_job_message
+    from shared.alerts.adhoc import handle_job_message
 
     @FUZZ
     @given(body=_alert_job_messages(fuzz_env))
@@ -262,7 +262,7 @@ def test_jobs_worker_dead_letters_what_it_cannot_use(fuzz_env):
 @pytest.mark.parametrize("queue", [QUEUE_DISCOVERY_JOBS, QUEUE_ALERT_PULL_JOBS])
 def test_poison_handlers_keep_any_body(fuzz_env, queue):
     """The `-poison` functions store whatever they get, with its reason (never raise, never parse)."""
-    from shared.alert_pull import handle_job_message  # noqa: F401 - the module the function delegates to
+    from shared.alerts.adhoc import handle_job_message  # noqa: F401 - the module the function delegates to
     from shared.deadletters import dead_letter
     from shared.discovery.handler import handle_poison_message
 

@@ -140,7 +140,7 @@ def test_no_bicep_file_reads_account_keys_or_takes_secure_parameters() -> None:
 def test_empty_parameters_mean_the_app_defaults() -> None:
     """main.bicep promises that an empty MCAS_* parameter means the app's default: the deployed settings with
     every optional parameter left empty must load through every settings reader without an error."""
-    from shared.alert_config import AlertConfig
+    from shared.alerts.config import AlertConfig
     from shared.auth.config import AuthConfig
     from shared.discovery.config import DiscoveryConfig
     from shared.jobs.config import JobsConfig

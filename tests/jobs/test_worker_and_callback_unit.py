@@ -13,7 +13,7 @@ from shared.errors import TransientError
 from shared.jobs import worker
 from shared.jobs.callback import deliver
 from shared.jobs.store import JobRecord, JobStore
-from shared.mda_errors import BadRequestError
+from shared.mda.errors import BadRequestError
 from tests.jobs.fakes import FakeTable
 
 JOB_ID = "00000000-0000-4000-8000-00000000abcd"

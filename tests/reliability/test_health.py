@@ -19,7 +19,7 @@ import pytest
 
 from functions import health as health_blueprint
 from localdev.host.invoke import LocalContext
-from shared.alert_pull import PullResult, record_health
+from shared.alerts.pull import PullResult, record_health
 from shared.caches import reset_all_caches
 from shared.health import CheckResult, check_health
 from shared.settings import Settings, get_settings

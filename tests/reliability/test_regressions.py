@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from shared.errors import McasError, TerminalError, TransientError, ValidationError
-from shared.mda_client import MdaClient, RetryPolicy, _retry_after
-from shared.mda_errors import MalformedResponseError
+from shared.mda.client import MdaClient, RetryPolicy, _retry_after
+from shared.mda.errors import MalformedResponseError
 from tests.alerts.fakes import BASE, FakeClock, FakeCredential
 
 DEEP = "[" * 5000 + "]" * 5000  # deeper than Python's JSON parser recurses: RecursionError, not ValueError
@@ -23,7 +23,7 @@ DEEP = "[" * 5000 + "]" * 5000  # deeper than Python's JSON parser recurses: Rec
 
 
 def test_deeply_nested_messages_are_invalid_not_crashes() -> None:
-    from shared.alert_pull import parse_job
+    from shared.alerts.adhoc import parse_job
     from shared.deadletters import _correlation_id_of
     from shared.discovery.jobs import StorageAccount, parse_message
     from shared.jobs.worker import _parse
@@ -76,7 +76,7 @@ def test_a_blob_created_event_with_an_odd_api_field_is_judged_not_crashed() -> N
     ],
 )
 def test_pull_job_windows_outside_what_a_date_holds_are_invalid(window: dict[str, Any]) -> None:
-    from shared.alert_pull import parse_job
+    from shared.alerts.adhoc import parse_job
 
     with pytest.raises(ValidationError, match="between 1970-01-01 and 9999-12-31"):
         parse_job(json.dumps(window), now_ms=1_767_225_600_000, default_job_id="j")
@@ -86,8 +86,9 @@ def test_pull_job_windows_outside_what_a_date_holds_are_invalid(window: dict[str
 
 
 def test_a_pull_job_that_the_api_refuses_for_good_is_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import alert_pull, deadletters
-    from shared.alert_pull import PullResult
+    from shared import deadletters
+    from shared.alerts import adhoc as alert_pull
+    from shared.alerts.pull import PullResult
 
     letters: list[dict[str, Any]] = []
     monkeypatch.setattr(deadletters, "dead_letter", lambda **kw: letters.append(kw))
@@ -162,7 +163,7 @@ def test_retry_after_is_finite_and_capped(header: str) -> None:
     ],
 )
 def test_odd_alert_lists_are_refused_not_guessed(answer: dict[str, Any], match: str) -> None:
-    from shared.alerts_api import AlertsApi
+    from shared.mda.alerts import AlertsApi
 
     with pytest.raises(MalformedResponseError, match=match):
         AlertsApi(_answer(200, json.dumps(answer).encode())).query({})
@@ -185,9 +186,9 @@ def test_an_upload_url_answer_without_its_fields_is_transient() -> None:
 
 
 def test_a_fetch_job_treats_an_unreadable_alert_as_the_apis_fault() -> None:
-    from shared.alerts_api import AlertsApi
     from shared.jobs.actions import ActionContext, _fetch
-    from shared.mda_client import RequestStats
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import RequestStats
     from shared.settings import TenantProfile
 
     api = AlertsApi(_answer(200, json.dumps({"data": [{"title": "no id"}], "hasNext": False}).encode()))

@@ -146,7 +146,7 @@ def test_function_log_records_carry_invocation_tenant_job_and_correlation(tenant
     _timer().get_user_function()(TimerRequest(past_due=False), context=context)
     pull = [r for r in records.records if r.name.startswith("shared.") and r.levelno >= logging.DEBUG]
     assert pull and all(getattr(r, "invocation_id", None) == context.invocation_id for r in pull)
-    api_calls = [r for r in pull if r.name == "shared.mda_client"]
+    api_calls = [r for r in pull if r.name == "shared.mda.client"]
     assert api_calls and all(getattr(r, "tenant", None) == tenant for r in api_calls)
     assert any(r.threadName.startswith("alert-prefetch") for r in api_calls)  # propagated into the pool
     records.records.clear()

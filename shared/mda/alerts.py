@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.errors import ValidationError
-from shared.mda_client import MdaClient, RequestStats
-from shared.mda_errors import ApiError, MalformedResponseError, is_ambiguous
-from shared.mda_filters import Filter
+from shared.mda.client import MdaClient, RequestStats
+from shared.mda.errors import ApiError, MalformedResponseError, is_ambiguous
+from shared.mda.filters import Filter
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.alerts_model import NormalizedAlert
+from shared.alerts.model import NormalizedAlert
 from shared.errors import TransientError
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class WebhookSink:
     def deliver(self, batch: AlertBatch, *, deadline: float | None) -> None:
         import requests
 
-        from shared.alerts_model import iso_utc_ms
+        from shared.alerts.model import iso_utc_ms
         from shared.standard_webhooks import signed_headers
 
         session = self._session or _webhook_session()

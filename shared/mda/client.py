@@ -31,7 +31,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.caches import register_cache_reset
-from shared.mda_errors import (
+from shared.mda.errors import (
     ApiError,
     ApiUnavailableError,
     AuthError,
@@ -160,7 +160,7 @@ class MdaClient:
         """Send one API request under the policies above; return parsed JSON (text as str, empty as None).
 
         `path` is the API path, e.g. "/api/v1/alerts/". `deadline` is a time on `self.clock`: nothing sleeps
-        past it. Raises a subclass of `ApiError` (see shared/mda_errors.py).
+        past it. Raises a subclass of `ApiError` (see shared/mda/errors.py).
         """
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
