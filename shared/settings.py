@@ -21,6 +21,8 @@ from shared.errors import ConfigurationError
 
 AuthMode = Literal["application", "user", "legacy"]
 AUTH_MODES: tuple[AuthMode, ...] = ("application", "user", "legacy")
+AlertSource = Literal["mda", "graph"]
+ALERT_SOURCES: tuple[AlertSource, ...] = ("mda", "graph")
 
 MDA_RESOURCE_APP_ID = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
 
@@ -39,6 +41,13 @@ AUTHORITY_HOSTS: dict[str, str] = {
     "login.microsoftonline.us": "GCC High / DoD",
 }
 KEY_VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn")
+# Microsoft Graph roots that serve security alerts_v2 (https://learn.microsoft.com/graph/deployments); the
+# China cloud's Graph does not offer alerts_v2, so it is not accepted here.
+GRAPH_HOSTS: dict[str, str] = {
+    "graph.microsoft.com": "global / GCC",
+    "graph.microsoft.us": "GCC High",
+    "dod-graph.microsoft.us": "DoD",
+}
 
 DEFAULTS: dict[str, str] = {
     "MCAS_AUTH_MODE": "application",
@@ -48,6 +57,12 @@ DEFAULTS: dict[str, str] = {
     "MCAS_RATE_LIMIT_PER_MINUTE": "30",
     "MCAS_ALLOW_LOOPBACK": "false",
     "MCAS_TENANT_NAME": "default",
+    # Alert source per tenant: the Defender for Cloud Apps API or Microsoft Graph security alerts_v2.
+    "MCAS_ALERT_SOURCE": "mda",
+    "MCAS_GRAPH_URL": "https://graph.microsoft.com",
+    "MCAS_GRAPH_SERVICE_SOURCES": "microsoftDefenderForCloudApps",
+    "MCAS_GRAPH_SCOPE": "",
+    "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": "150",
     # Auth (shared/auth, validated in shared/auth/config.py).
     "MCAS_CLIENT_CREDENTIAL_MODE": "auto",
     "MCAS_SECRET_CACHE_TTL": "900",
@@ -161,6 +176,34 @@ def validate_authority_host(value: str, *, allow_loopback: bool) -> str:
     return origin
 
 
+def validate_graph_url(value: str, *, allow_loopback: bool, name: str = "MCAS_GRAPH_URL") -> str:
+    """Normalise a Microsoft Graph root (`https://graph.microsoft.com`); the version path is the client's."""
+    origin, path = _https_url(name, value, allow_loopback=allow_loopback)
+    if path:
+        raise ConfigurationError(name, f"must be the Graph root without a path, got {path!r}")
+    host = urlsplit(origin).hostname or ""
+    if not is_loopback_host(host) and host not in GRAPH_HOSTS:
+        raise ConfigurationError(
+            name, f"host {host!r} is not a Microsoft Graph root serving alerts_v2 ({', '.join(GRAPH_HOSTS)})"
+        )
+    return origin
+
+
+def parse_service_sources(value: str, *, name: str = "MCAS_GRAPH_SERVICE_SOURCES") -> tuple[str, ...]:
+    """A comma list of Graph `serviceSource` values; open enum, so only the shape is checked."""
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not items:
+        raise ConfigurationError(
+            name, "must name at least one serviceSource, e.g. microsoftDefenderForCloudApps"
+        )
+    for item in items:
+        if not item.isalnum():
+            raise ConfigurationError(
+                name, f"entries are serviceSource names (letters and digits), got {item!r}"
+            )
+    return items
+
+
 def validate_key_vault_url(value: str, *, allow_loopback: bool) -> str:
     name = "MCAS_KEY_VAULT_URL"
     origin, path = _https_url(name, value, allow_loopback=allow_loopback)
@@ -206,10 +249,20 @@ class TenantProfile:
     client_certificate_name: str | None = None
     legacy_token_name: str = DEFAULTS["MCAS_LEGACY_TOKEN_NAME"]
     rate_limit_per_minute: int = 30
+    alert_source: AlertSource = "mda"
+    graph_url: str = DEFAULTS["MCAS_GRAPH_URL"]
+    graph_service_sources: tuple[str, ...] = ("microsoftDefenderForCloudApps",)
+    graph_scope: str | None = None  # default: `<graph_url>/.default`
+    graph_rate_limit_per_minute: int = 150
 
     @property
     def authority_tenant(self) -> str:
         return self.tenant_id
+
+    @property
+    def graph_token_scope(self) -> str:
+        """Client-credentials scope for Graph: the root's `/.default` unless overridden."""
+        return self.graph_scope or f"{self.graph_url}/.default"
 
 
 @dataclass(frozen=True)
@@ -286,6 +339,11 @@ class Settings:
                 "client_certificate_name": read("MCAS_CLIENT_CERTIFICATE_NAME"),
                 "legacy_token_name": read("MCAS_LEGACY_TOKEN_NAME"),
                 "rate_limit_per_minute": read("MCAS_RATE_LIMIT_PER_MINUTE"),
+                "alert_source": read("MCAS_ALERT_SOURCE"),
+                "graph_url": read("MCAS_GRAPH_URL"),
+                "graph_service_sources": read("MCAS_GRAPH_SERVICE_SOURCES"),
+                "graph_scope": read("MCAS_GRAPH_SCOPE"),
+                "graph_rate_limit_per_minute": read("MCAS_GRAPH_RATE_LIMIT_PER_MINUTE"),
             },
             setting_prefix="MCAS_",
             allow_loopback=allow_loopback,
@@ -322,6 +380,11 @@ _PROFILE_KEYS = {
     "client_certificate_name": "CLIENT_CERTIFICATE_NAME",
     "legacy_token_name": "LEGACY_TOKEN_NAME",
     "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
+    "alert_source": "ALERT_SOURCE",
+    "graph_url": "GRAPH_URL",
+    "graph_service_sources": "GRAPH_SERVICE_SOURCES",
+    "graph_scope": "GRAPH_SCOPE",
+    "graph_rate_limit_per_minute": "GRAPH_RATE_LIMIT_PER_MINUTE",
 }
 
 
@@ -355,6 +418,14 @@ def _profile_from_mapping(
         for key, value in (("tenant_id", tenant_id), ("client_id", client_id)):
             if not value:
                 raise ConfigurationError(setting(key), f"is required for MCAS_AUTH_MODE={auth_mode}")
+    alert_source = text("alert_source") or "mda"
+    if alert_source not in ALERT_SOURCES:
+        raise ConfigurationError(
+            setting("alert_source"), f"must be one of {', '.join(ALERT_SOURCES)}, got {alert_source!r}"
+        )
+    sources = raw.get("graph_service_sources")
+    if isinstance(sources, list | tuple):
+        sources = ",".join(str(item) for item in sources)
     name = text("name") or "default"
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigurationError(setting("name"), f"may hold only letters, digits, '-' and '_', got {name!r}")
@@ -372,6 +443,20 @@ def _profile_from_mapping(
         rate_limit_per_minute=_positive_int(
             setting("rate_limit_per_minute"),
             text("rate_limit_per_minute") or DEFAULTS["MCAS_RATE_LIMIT_PER_MINUTE"],
+        ),
+        alert_source=alert_source,
+        graph_url=validate_graph_url(
+            text("graph_url") or DEFAULTS["MCAS_GRAPH_URL"],
+            allow_loopback=allow_loopback,
+            name=setting("graph_url"),
+        ),
+        graph_service_sources=parse_service_sources(
+            str(sources or DEFAULTS["MCAS_GRAPH_SERVICE_SOURCES"]), name=setting("graph_service_sources")
+        ),
+        graph_scope=text("graph_scope") or None,
+        graph_rate_limit_per_minute=_positive_int(
+            setting("graph_rate_limit_per_minute"),
+            text("graph_rate_limit_per_minute") or DEFAULTS["MCAS_GRAPH_RATE_LIMIT_PER_MINUTE"],
         ),
     )
 

@@ -72,6 +72,16 @@ def api_credential(
     return credential_for(settings, profile)
 
 
+def resource_credential(
+    profile: TenantProfile, scope: str, *, settings: Settings | None = None
+) -> CachedCredential:
+    """The worker's application-context credential for `scope` (e.g. `https://graph.microsoft.com/.default`):
+    same app registration, Key Vault credential and single-flight cache as `api_credential`."""
+    from shared.auth.factory import resource_credential_for
+
+    return resource_credential_for(settings or get_settings(), profile, scope)
+
+
 __all__ = [
     "ApiCredential",
     "AuthenticationError",
@@ -88,4 +98,5 @@ __all__ = [
     "api_credential",
     "install_redaction",
     "redact",
+    "resource_credential",
 ]

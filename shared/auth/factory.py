@@ -52,15 +52,16 @@ def auth_config(settings: Settings) -> AuthConfig:
 
 
 class ClientCredentialsSource:
-    def __init__(self, client: ConfidentialClient, *, tenant_name: str) -> None:
+    def __init__(self, client: ConfidentialClient, *, tenant_name: str, scope: str = MDA_SCOPE) -> None:
         self._client = client
         self._tenant_name = tenant_name
+        self._scope = scope
 
     def info(self) -> SourceInfo:
         return self._client.source_info(mode="application", tenant_name=self._tenant_name)
 
     def fetch(self, *, force_refresh: bool) -> AccessToken:
-        return self._client.acquire_for_client([MDA_SCOPE], force_refresh=force_refresh)
+        return self._client.acquire_for_client([self._scope], force_refresh=force_refresh)
 
 
 def _loader(
@@ -155,6 +156,30 @@ def credential_for(settings: Settings, profile: TenantProfile) -> CachedCredenti
         credential = _credentials.get(key)
         if credential is None:
             credential = _credentials[key] = _build(settings, config, profile)
+        return credential
+
+
+def resource_credential_for(settings: Settings, profile: TenantProfile, scope: str) -> CachedCredential:
+    """Application-context token for another resource (Microsoft Graph, Azure Monitor): the same app
+    registration and credential (secret, certificate or federated managed identity) as the MDA API, one
+    cached single-flight credential per (profile, scope). MSAL keeps one token per audience."""
+    if profile.auth_mode != "application":
+        raise ConfigurationError(
+            "MCAS_AUTH_MODE",
+            f"tokens for {scope} need application context (client credentials); tenant {profile.name!r} "
+            f"uses {profile.auth_mode}",
+        )
+    config = auth_config(settings)
+    key = (profile, settings.authority_host, settings.key_vault_url, config, scope)
+    with _lock:
+        credential = _credentials.get(key)
+        if credential is None:
+            client = confidential_client(
+                settings, config, profile, client_id=profile.client_id, secret_name=profile.client_secret_name
+            )
+            source = ClientCredentialsSource(client, tenant_name=profile.name, scope=scope)
+            credential = CachedCredential(source, refresh_margin=config.token_refresh_margin)
+            _credentials[key] = credential
         return credential
 
 
