@@ -150,10 +150,11 @@ def test_latency(simulator):
     started = time.perf_counter()
     response = requests.get(f"{simulator.key_vault_url}/secrets/x?api-version=7.5", timeout=10)
     assert response.status_code == 401
-    assert time.perf_counter() - started >= 0.25
-    started = time.perf_counter()
+    assert time.perf_counter() - started >= 0.25  # a lower bound: a busy machine only adds to it
     discovery(simulator)
-    assert time.perf_counter() - started < 0.25  # only the chosen service is slowed down
+    # Only the chosen service is slowed down: the simulator counts each injected delay per service (a
+    # count, not a stopwatch, so a loaded machine cannot make this flaky).
+    assert simulator.counters()["faults"] == {"keyvault:latency": 1}
 
 
 def test_connection_reset_then_recovery(simulator):
