@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -87,11 +86,13 @@ def test_unknown_or_misused_metrics_fail_even_when_off():
         metrics.record("alerts_pulled", 1)
 
 
-def test_off_is_cheap():
-    started = time.perf_counter()
-    for _ in range(100_000):
+def test_off_records_nothing_and_loads_no_sdk():
+    # The cost of a disabled call is measured by the cold-start benchmark; here: it does no work at all.
+    before = {name for name in sys.modules if name.startswith("opentelemetry")}
+    for _ in range(1_000):
         metrics.add("alerts_pulled", 1, tenant="contoso")
-    assert time.perf_counter() - started < 1.0  # ~1 µs a call; the bound only catches real work creeping in
+    assert not metrics.enabled
+    assert {name for name in sys.modules if name.startswith("opentelemetry")} == before
 
 
 def test_span_urls_lose_their_signatures():
