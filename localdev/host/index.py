@@ -1,5 +1,8 @@
 """What the local host knows about each function: its trigger, its queue outputs and the callable.
 
+Bindings are read from the JSON the worker sends the Functions host (`get_raw_bindings()`), so the local host
+acts on what Azure receives; `tests/test_worker_index.py` compares them with the real worker's index.
+
 `app.get_functions()` is one-shot (a second call raises "does not have a unique function name", because
 `app.functions_bindings` remembers the names). `app_functions()` indexes each app once per process and clears
 that memory before and after, so it coexists with code (e.g. a test) that calls `get_functions()` itself.
@@ -7,11 +10,12 @@ that memory before and after, so it coexists with code (e.g. a test) that calls 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from shared.errors import ConfigurationError
 
@@ -20,10 +24,13 @@ if TYPE_CHECKING:
     from azure.functions.decorators.core import Trigger
 
 TriggerKind = Literal["http", "queue", "timer", "unsupported"]
+Direction = Literal["in", "out", "inout"]
 
 _index_lock = threading.Lock()
 _indexed: dict[int, tuple[object, list[Any]]] = {}  # id(app) -> (app kept alive, functions)
 _SETTING_EXPRESSION = re.compile(r"%([^%]+)%")
+# The host's storage connection when a binding declares none.
+DEFAULT_CONNECTION = "AzureWebJobsStorage"
 
 
 def app_functions(app: func.FunctionApp) -> list[Any]:
@@ -54,6 +61,24 @@ def resolve_setting_expressions(value: str, env: Mapping[str, str], *, what: str
 
 
 @dataclass(frozen=True)
+class BindingSpec:
+    """One binding as declared to the host, in function.json terms (`queueName`, `schedule`, `useMonitor`)."""
+
+    name: str
+    type: str
+    direction: Direction
+    settings: Mapping[str, Any]  # every other declared property, as serialised for the host
+
+    @classmethod
+    def from_raw(cls, raw: str) -> BindingSpec:
+        entry = dict(json.loads(raw))
+        direction = str(entry.pop("direction")).lower()
+        if direction not in ("in", "out", "inout"):
+            raise ValueError(f"binding {entry.get('name')!r} has an unknown direction {direction!r}")
+        return cls(str(entry.pop("name")), str(entry.pop("type")), cast(Direction, direction), entry)
+
+
+@dataclass(frozen=True)
 class QueueOutput:
     arg_name: str  # "$return" when the function's return value is the message
     queue_name: str
@@ -67,6 +92,7 @@ class FunctionSpec:
     trigger: Trigger
     user_function: Callable[..., Any]
     outputs: tuple[QueueOutput, ...] = ()
+    bindings: tuple[BindingSpec, ...] = ()  # all of them, trigger included, as the worker sends them
     unsupported: str | None = None  # why the local host cannot run it
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -93,32 +119,44 @@ def describe(function: Any) -> FunctionSpec:
     name = str(function.get_function_name())
     user_function = function.get_user_function()
     trigger_type = trigger.get_binding_name()
+    bindings = tuple(BindingSpec.from_raw(raw) for raw in function.get_raw_bindings())
+    declared = next(b for b in bindings if b.name == trigger.name and b.type == trigger_type).settings
     outputs: list[QueueOutput] = []
     problems: list[str] = []
-    for binding in function.get_bindings():
-        binding_type = binding.get_binding_name()
-        if binding is trigger or binding_type == "http":
+    for binding in bindings:
+        if binding.name == trigger.name or binding.type == "http":
             continue
-        if binding_type == "queue":
-            outputs.append(QueueOutput(binding.name, binding.queue_name, binding.connection))
+        if binding.type == "queue" and binding.direction == "out":
+            connection = str(binding.settings.get("connection") or DEFAULT_CONNECTION)
+            outputs.append(QueueOutput(binding.name, binding.settings["queueName"], connection))
         else:
-            problems.append(f"{binding_type} binding {binding.name!r}")
+            problems.append(f"{binding.type} binding {binding.name!r}")
 
     details: dict[str, Any] = {}
     kind: TriggerKind
     if trigger_type == "httpTrigger":
         kind = "http"
+        route = declared.get("route")
         details = {
-            "route": (trigger.route if trigger.route is not None else name).strip("/"),
-            "methods": [str(getattr(m, "value", m)).upper() for m in (trigger.methods or [])],
-            "auth_level": str(getattr(trigger.auth_level, "value", trigger.auth_level) or "function").lower(),
+            "route": (route if route is not None else name).strip("/"),
+            "methods": [str(m).upper() for m in declared.get("methods") or []],
+            "auth_level": str(declared.get("authLevel") or "function").lower(),
         }
     elif trigger_type == "queueTrigger":
         kind = "queue"
-        details = {"queue_name": trigger.queue_name, "connection": trigger.connection}
+        details = {
+            "queue_name": declared["queueName"],
+            "connection": declared.get("connection") or DEFAULT_CONNECTION,
+        }
     elif trigger_type == "timerTrigger":
         kind = "timer"
-        details = {"schedule": trigger.schedule, "run_on_startup": bool(trigger.run_on_startup)}
+        details = {
+            "schedule": declared["schedule"],
+            "run_on_startup": bool(declared.get("runOnStartup")),
+            # None when not declared: the host then monitors schedules whose interval is at least a minute
+            # (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#usemonitor)
+            "use_monitor": declared.get("useMonitor"),
+        }
     else:
         kind = "unsupported"
         problems.append(f"{trigger_type} trigger")
@@ -130,6 +168,7 @@ def describe(function: Any) -> FunctionSpec:
         trigger=trigger,
         user_function=user_function,
         outputs=tuple(outputs),
+        bindings=bindings,
         unsupported=", ".join(problems) or None,
         details=details,
     )
