@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -236,3 +237,12 @@ def test_a_valid_small_app_indexes_with_its_bindings(worker_python, tmp_path):
         "schedule": "%S%",
         "useMonitor": False,
     }
+
+
+def test_readme_names_the_python_the_bicep_deploys():
+    """The deployment section says which Python runs in Azure; it follows the Bicep's runtime version."""
+    bicep = (ROOT / "infra" / "app" / "api.bicep").read_text()
+    runtime = re.search(r"runtime:\s*\{\s*name:\s*'python'\s*version:\s*'(\d+\.\d+)'", bicep)
+    assert runtime, "no python runtime version in infra/app/api.bicep"
+    readme = (ROOT / "README.md").read_text()
+    assert f"The app runs on **Python {runtime.group(1)}**" in readme
