@@ -1,6 +1,7 @@
 // Deploys the Defender for Cloud Apps automation app with `azd up`: a resource group holding a Flex Consumption
 // function app, its user-assigned identity, storage (shared keys off), Key Vault (RBAC), Event Grid for discovery
-// logs, Log Analytics and Application Insights, and the role assignments between them.
+// logs, Log Analytics and Application Insights, the alerts table with its data collection rule and workbook, and the
+// role assignments between them.
 // Parameters are documented in infra/README.md; azd fills them from main.parameters.json.
 targetScope = 'subscription'
 
@@ -25,7 +26,13 @@ param location string
 @description('Object id of the deploying user (azd sets it). Gets Key Vault secret/certificate officer and storage data roles for setup and local runs. Empty for none.')
 param principalId string = ''
 
-@description('Principal type of principalId: User, Group or ServicePrincipal (a CI pipeline). Empty means User.')
+@description('Principal type of principalId: User, Group or ServicePrincipal (a CI pipeline signed in as a service principal). Empty: not sent with the role assignments, so Azure resolves the type itself.')
+@allowed([
+  ''
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
 param principalType string = ''
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -39,6 +46,16 @@ param principalType string = ''
 ])
 param keyVaultPublicNetworkAccess string = 'Enabled'
 
+@description('Key Vault name salt. Empty: the vault is named from the environment like every resource. After `azd down` that name stays reserved for 90 days (soft delete with purge protection): set any new value to deploy a new, empty vault instead, or see keyVaultCreateMode.')
+param keyVaultNameSalt string = ''
+
+@description('default, or recover: bring back the soft-deleted vault of this environment with its secrets after `azd down` (then set it back to default).')
+@allowed([
+  'default'
+  'recover'
+])
+param keyVaultCreateMode string = 'default'
+
 @description('Storage replication SKU.')
 @allowed([
   'Standard_LRS'
@@ -48,10 +65,15 @@ param keyVaultPublicNetworkAccess string = 'Enabled'
 ])
 param storageSkuName string = 'Standard_LRS'
 
-@description('Upper bound on function app instances (Flex Consumption).')
+@description('Number of Defender for Cloud Apps tenants this deployment is sized for; sets the instance cap below.')
 @minValue(1)
+@maxValue(12000)
+param tenantCount int = 1
+
+@description('Instance cap of each per-function scale group (Flex Consumption scales the HTTP functions as one group and every queue or timer function on its own instances, each group up to this cap). 0: derived from tenantCount.')
+@minValue(0)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 0
 
 @description('Memory per function app instance in MB.')
 @allowed([
@@ -119,7 +141,7 @@ param mcasClientCredentialMode string = ''
 @description('MCAS_ALERTS_SCHEDULE: NCRONTAB schedule of the alert pull (six fields, UTC). The timer binding reads it as %MCAS_ALERTS_SCHEDULE%, so the app setting is never left empty. Empty: every 5 minutes.')
 param mcasAlertsSchedule string = ''
 
-@description('MCAS_ALERT_SINKS: comma list of queue, blob, webhook. Empty: queue. The pull never advances its checkpoint without a sink, so it is never left empty.')
+@description('MCAS_ALERT_SINKS: comma list of queue, blob, webhook, logs. Empty: queue, plus logs when logsIngestionEnabled. The pull never advances its checkpoint without a sink, so it is never left empty.')
 param mcasAlertSinks string = ''
 
 @description('MCAS_ALERT_WEBHOOK_URL: HTTPS URL the webhook sink posts signed alert batches to. Required when MCAS_ALERT_SINKS includes webhook.')
@@ -131,6 +153,9 @@ param mcasFirstFetchLookback string = ''
 @description('MCAS_WEBHOOK_AUDIENCE: comma list of audiences (application id URI or client id) accepted in Entra ID bearer tokens on the job intake API. Empty: bearer tokens are not accepted.')
 param mcasWebhookAudience string = ''
 
+@description('Deploy the MDAAlerts_CL table, its data collection rule and the workbook, and send alerts there (the logs sink). Onboard Microsoft Sentinel on the workspace to use the table from Sentinel.')
+param logsIngestionEnabled bool = true
+
 // ---------------------------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------------------------
@@ -141,8 +166,16 @@ var tags = {
   'azd-env-name': environmentName
 }
 var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var keyVaultToken = empty(keyVaultNameSalt) ? resourceToken : toLower(uniqueString(subscription().id, environmentName, location, keyVaultNameSalt))
 
-resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
+// A queue-triggered function instance runs up to batchSize + newBatchThreshold messages at once (host.json: 8 + 4),
+// and each alert pull is one tenant's message, so a scale group needs one instance per 12 tenants to pull them all
+// in the same cycle. Never below 10 (discovery uploads scale in their own group) nor above Flex's 1000.
+var messagesPerInstance = 12
+var derivedInstanceCap = min(1000, max(10, (tenantCount + messagesPerInstance - 1) / messagesPerInstance))
+var instanceCap = maximumInstanceCount == 0 ? derivedInstanceCap : maximumInstanceCount
+
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
   tags: tags
@@ -174,10 +207,11 @@ module vault 'app/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
   params: {
-    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    name: '${abbrs.keyVaultVaults}${keyVaultToken}'
     location: location
     tags: tags
     publicNetworkAccess: keyVaultPublicNetworkAccess
+    createMode: keyVaultCreateMode
   }
 }
 
@@ -205,6 +239,28 @@ module discoveryEvents 'app/discovery-events.bicep' = {
   }
 }
 
+module logsIngestion 'app/logs-ingestion.bicep' = if (logsIngestionEnabled) {
+  name: 'logs-ingestion'
+  scope: rg
+  params: {
+    workspaceName: monitoring.outputs.logAnalyticsName
+    dataCollectionRuleName: '${abbrs.insightsDataCollectionRules}alerts-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module workbook 'app/workbook.bicep' = if (logsIngestionEnabled) {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.logAnalyticsId
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -214,7 +270,8 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     identityPrincipalId: identity.outputs.principalId
     developerPrincipalId: principalId
-    developerPrincipalType: empty(principalType) ? 'User' : principalType
+    developerPrincipalType: principalType
+    dataCollectionRuleName: logsIngestionEnabled ? logsIngestion.outputs.dataCollectionRuleName : ''
   }
 }
 
@@ -236,12 +293,16 @@ var mcasAppSettings = {
   MCAS_CLIENT_CREDENTIAL_MODE: mcasClientCredentialMode
   MCAS_ALLOW_LOOPBACK: 'false'
   MCAS_ALERTS_SCHEDULE: empty(mcasAlertsSchedule) ? '0 */5 * * * *' : mcasAlertsSchedule
-  MCAS_ALERT_SINKS: empty(mcasAlertSinks) ? 'queue' : mcasAlertSinks
+  MCAS_ALERT_SINKS: !empty(mcasAlertSinks) ? mcasAlertSinks : (logsIngestionEnabled ? 'queue,logs' : 'queue')
   MCAS_ALERT_WEBHOOK_URL: mcasAlertWebhookUrl
   MCAS_FIRST_FETCH_LOOKBACK: mcasFirstFetchLookback
   // Event Grid watches this container (app/discovery-events.bicep), so the app must read the same one.
   MCAS_DISCOVERY_CONTAINER: storage.outputs.discoveryLogsContainerName
   MCAS_WEBHOOK_AUDIENCE: mcasWebhookAudience
+  // The logs sink's destination, read from the rule this deployment creates (never composed by hand).
+  MCAS_LOGS_INGESTION_ENDPOINT: logsIngestionEnabled ? logsIngestion.outputs.logsIngestionEndpoint : ''
+  MCAS_LOGS_DCR_IMMUTABLE_ID: logsIngestionEnabled ? logsIngestion.outputs.immutableId : ''
+  MCAS_LOGS_STREAM: logsIngestionEnabled ? logsIngestion.outputs.streamName : ''
 }
 
 module api 'app/api.bicep' = {
@@ -265,7 +326,7 @@ module api 'app/api.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     appSettings: mcasAppSettings
     instanceMemoryMB: instanceMemoryMB
-    maximumInstanceCount: maximumInstanceCount
+    maximumInstanceCount: instanceCap
   }
 }
 
@@ -281,3 +342,6 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output DISCOVERY_LOGS_CONTAINER string = storage.outputs.discoveryLogsContainerName
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
+output MCAS_LOGS_DCR_IMMUTABLE_ID string = logsIngestionEnabled ? logsIngestion.outputs.immutableId : ''
+output MAXIMUM_INSTANCE_COUNT int = instanceCap

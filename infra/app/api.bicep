@@ -1,7 +1,10 @@
 // The function app on a Flex Consumption (FC1) plan, running as the user-assigned identity.
 // Python 3.11: the app pins azure-functions 1.26 (2.x needs Python 3.13, which Flex does not offer for this app).
-// Flex rejects the classic FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION / WEBSITE_* settings: the
-// runtime lives in functionAppConfig and the package in the deployment container.
+// Flex Consumption deprecates many classic site properties and app settings (FUNCTIONS_WORKER_RUNTIME,
+// FUNCTIONS_EXTENSION_VERSION, WEBSITE_*, siteConfig.ftpsState, ...): the runtime lives in functionAppConfig and
+// the package in the deployment container. The list, and why each one is gone:
+// https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+// tests/infra/test_flex_consumption.py fails on any of them.
 
 @description('Function app name (globally unique host name).')
 param name string
@@ -50,7 +53,7 @@ param appSettings object
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound on instances. The tenant API allows about 30 requests per minute, so more instances add storage contention, not throughput.')
+@description('Instance cap of EACH per-function scale group, not of the app: Flex Consumption scales the HTTP functions as one group and every queue or timer function on its own set of instances, each up to this cap. main.bicep sizes it from the tenant count.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 10
@@ -68,7 +71,7 @@ var platformAppSettings = {
   AZURE_CLIENT_ID: identityClientId
 }
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   //checkov:skip=CKV_AZURE_225:Flex Consumption scales per execution with no fixed instances to spread over zones; zone redundancy for FC1 is regional and optional.
   name: planName
   location: location
@@ -83,12 +86,13 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   }
 }
 
-resource site 'Microsoft.Web/sites@2023-12-01' = {
+resource site 'Microsoft.Web/sites@2024-11-01' = {
   //checkov:skip=CKV_AZURE_16:Callers authenticate in code (function key plus a Standard Webhooks signature or an Entra ID token validated by the app); App Service Authentication would reject signed webhook calls.
   //checkov:skip=CKV_AZURE_17:SOAR callers authenticate with function keys and signatures or Entra ID tokens; mutual TLS is not required.
   //checkov:skip=CKV_AZURE_212:Flex Consumption scales to zero by design; there is no minimum instance count.
   //checkov:skip=CKV_AZURE_213:Flex Consumption does not support the App Service health check; the app serves GET /api/ping for external probes.
   //checkov:skip=CKV_AZURE_222:SOAR platforms call the webhook intake over the internet; inbound calls are authenticated by the app.
+  //checkov:skip=CKV_AZURE_78:Flex Consumption has no FTP or FTPS endpoint and refuses siteConfig.ftpsState (error 51021, listed under Flex Consumption plan deprecations); deployment uses the blob container with an Entra ID token and SCM basic auth is off below.
   name: name
   location: location
   tags: union(tags, {
@@ -107,8 +111,8 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
     siteConfig: {
+      // Only what Flex Consumption accepts: no ftpsState, alwaysOn, linuxFxVersion or functionAppScaleLimit.
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       // Platform settings win over the app's settings if a key appears in both.
       appSettings: [for setting in items(union(appSettings, platformAppSettings)): {
@@ -139,16 +143,9 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
   }
 }
 
-// No FTP or basic-auth publishing: azd deploys with an Entra ID token.
-resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
-  parent: site
-  name: 'ftp'
-  properties: {
-    allow: false
-  }
-}
-
-resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+// No basic-auth publishing: azd deploys with an Entra ID token. Flex Consumption offers no FTP endpoint at all
+// (FTPS is listed as not supported), so only the SCM basic-auth policy applies; an `ftp` policy is not declared.
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: site
   name: 'scm'
   properties: {

@@ -25,15 +25,15 @@ param queueName string
 // Storage Queue Data Message Sender: add messages, nothing else.
 var queueMessageSenderRoleId = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' existing = {
   name: storageAccountName
 }
 
-resource queue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+resource queue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' existing = {
   name: '${storageAccountName}/default/${queueName}'
 }
 
-resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: name
   location: location
   tags: tags
@@ -56,7 +56,7 @@ resource topicSendsToQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-resource blobCreatedToQueue 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+resource blobCreatedToQueue 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: topic
   name: 'discovery-logs-to-queue'
   dependsOn: [
