@@ -129,7 +129,15 @@ def test_the_identity_gets_exactly_the_roles_it_needs() -> None:
         for name, r in resources.items()
         if "identityPrincipalId" in json.dumps(_body(r).get("properties", {}))
     ]
-    assert sorted(identity_assignments) == ["identityStorage", "identityTelemetry", "identityVault"]
+    assert sorted(identity_assignments) == [
+        "identityLogsIngestion",
+        "identityStorage",
+        "identityTelemetry",
+        "identityVault",
+    ]
+    logs = _body(resources["identityLogsIngestion"])
+    assert logs["scope"] == "dataCollectionRule"
+    assert {ROLE[r] for r in _role_ids(logs["name"], variables)} == {"Monitoring Metrics Publisher"}
 
 
 def test_developer_roles_only_when_a_principal_is_given() -> None:
