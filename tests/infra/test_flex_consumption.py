@@ -1,9 +1,9 @@
 """The templates deploy on Flex Consumption as Azure accepts it today.
 
 Nothing can be deployed from CI, so these checks stand in for the deployment: the Bicep (parsed with pycep, as
-checkov parses it) must not carry a site property or app setting that Flex Consumption deprecates or refuses, and
-the deployment choices that make `azd up` repeatable (Key Vault redeploy, principal type, remote build, the
-instance cap, API versions) must stay in place.
+checkov parses it) must not carry a site property or app setting that Flex Consumption deprecates or refuses,
+and the deployment choices that make `azd up` repeatable (Key Vault redeploy, principal type, remote build,
+the instance cap, API versions) must stay in place.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ FLEX_DEPRECATED_APP_SETTINGS: dict[str, str] = {
     "FUNCTIONS_MAX_HTTP_CONCURRENCY": "Replaced by scale and concurrency's trigger section",
     "FUNCTIONS_WORKER_PROCESS_COUNT": "Setting not valid",
     "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED": "Setting not valid",
-    "SCM_DO_BUILD_DURING_DEPLOYMENT": "Replaced by the remoteBuild parameter when deploying in Flex Consumption",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT": (
+        "Replaced by the remoteBuild parameter when deploying in Flex Consumption"
+    ),
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING": "Replaced by functionAppConfig's deployment section",
     "WEBSITE_CONTENTOVERVNET": "Not used for networking in Flex Consumption",
     "WEBSITE_CONTENTSHARE": "Replaced by functionAppConfig's deployment section",
@@ -132,7 +134,9 @@ def site_property_violations(paths: list[Path]) -> list[str]:
             for key, _ in _walk(resource["config"]):
                 if key is not None and key.lower() in deprecated:
                     name = deprecated[key.lower()]
-                    found.append(f"{path.name}: {symbol} sets {key} ({FLEX_DEPRECATED_SITE_PROPERTIES[name]})")
+                    found.append(
+                        f"{path.name}: {symbol} sets {key} ({FLEX_DEPRECATED_SITE_PROPERTIES[name]})"
+                    )
     return found
 
 
@@ -232,7 +236,9 @@ def test_every_resource_uses_the_newest_ga_api_version() -> None:
 
 def test_azd_builds_the_python_package_remotely() -> None:
     text = (model.REPO_ROOT / "azure.yaml").read_text(encoding="utf-8")
-    assert re.search(r"^    remoteBuild:\s*true\s*$", text, re.MULTILINE), "azure.yaml: api needs remoteBuild: true"
+    assert re.search(r"^    remoteBuild:\s*true\s*$", text, re.MULTILINE), (
+        "azure.yaml: api needs remoteBuild: true"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -246,7 +252,7 @@ def _parameters_json() -> dict[str, str]:
 
 
 def test_key_vault_redeploy_path_keeps_purge_protection() -> None:
-    """After `azd down` the vault name stays reserved for 90 days: a salt names a new vault, recover brings it back."""
+    """After `azd down` the name stays taken for 90 days: a salt names a new vault, recover brings it back."""
     vault = model.parse(model.INFRA_DIR / "app" / "keyvault.bicep")["resources"]["vault"]["config"]
     assert vault["properties"]["enablePurgeProtection"] is True
     assert vault["properties"]["createMode"] == "createMode"

@@ -1,9 +1,10 @@
 """The Log Analytics / Sentinel destination of the `logs` sink, as infra/ deploys it, and its workbook.
 
-shared/alerts/logs_table.json is the table schema the sink builds its rows from; infra/app/logs-ingestion.bicep
-mirrors it in the custom table and the rule's stream declaration. These tests keep the two equal, keep the rule in
-the shape the Logs Ingestion API needs, and keep the workbook's queries on columns and metrics that exist.
-Logs Ingestion API: https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview
+shared/alerts/logs_table.json is the table schema the sink builds its rows from;
+infra/app/logs-ingestion.bicep mirrors it in the custom table and the rule's stream declaration. These tests
+keep the two equal, keep the rule in the shape the Logs Ingestion API needs, and keep the workbook's queries
+on columns and metrics that exist. Logs Ingestion API:
+https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def test_table_schema_file_is_flat_typed_and_avoids_reserved_names() -> None:
 
 def test_bicep_table_and_stream_mirror_the_schema_file() -> None:
     variables = model.variables(LOGS_BICEP)
-    assert variables["columns"] == _table_schema(), "infra/app/logs-ingestion.bicep differs from logs_table.json"
+    assert variables["columns"] == _table_schema(), (
+        "infra/app/logs-ingestion.bicep differs from logs_table.json"
+    )
     resources = _logs()["resources"]
     table = resources["table"]["config"]
     assert table["name"] == "tableName" and variables["tableName"] == TABLE
@@ -174,7 +177,8 @@ def _queries() -> dict[str, dict[str, Any]]:
 
 def kql_names(query: str) -> tuple[set[str], set[str], set[str]]:
     """(identifiers used, names the query defines, string literals) of a KQL query, roughly but safely:
-    string literals and workbook {parameters} are removed first, `x.y` property accesses keep only `x`."""
+    comments, string literals and workbook {parameters} are removed first; of `x.y` only `x` is kept."""
+    query = re.sub(r"//[^\n]*", "", query)
     literals = set(re.findall(r'"([^"]*)"', query))
     bare = re.sub(r'"[^"]*"', '""', query)
     bare = re.sub(r"\{[A-Za-z_][A-Za-z0-9_:]*\}", "", bare)
@@ -239,7 +243,9 @@ def test_workbook_table_queries_use_only_columns_of_the_table() -> None:
 
 
 def test_the_column_check_catches_an_unknown_column() -> None:
-    used, defined, _ = kql_names('MDAAlerts_CL | where Sevrity == "High" | summarize N = count() by MdaTenant')
+    used, defined, _ = kql_names(
+        'MDAAlerts_CL | where Sevrity == "High" | summarize N = count() by MdaTenant'
+    )
     assert {w for w in used if w[0].isupper()} - _columns() - defined - {TABLE} == {"Sevrity"}
 
 
@@ -268,7 +274,10 @@ def test_workbook_bicep_fills_both_placeholders_from_the_json_it_loads() -> None
     assert "mcas-operations.workbook.json" in template
     assert (WORKBOOK_BICEP.parent / "../workbooks/mcas-operations.workbook.json").resolve() == WORKBOOK_JSON
     filled = json.dumps(variables["serializedData"])
-    for placeholder, source in (("__WORKSPACE_ID__", "workspaceId"), ("__APP_INSIGHTS_ID__", "applicationInsightsId")):
+    for placeholder, source in (
+        ("__WORKSPACE_ID__", "workspaceId"),
+        ("__APP_INSIGHTS_ID__", "applicationInsightsId"),
+    ):
         assert placeholder in filled and source in filled
         assert placeholder in WORKBOOK_JSON.read_text(encoding="utf-8")
     resource = model.parse(WORKBOOK_BICEP)["resources"]["workbook"]

@@ -34,8 +34,8 @@ NOT_APP_SETTINGS: dict[str, str] = {
 }
 PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_", "APPSETTING_")
 
-# Deployed by the Bicep for code that lands separately: the `logs` alert sink reads these. Each entry is harmless
-# once the code reads the setting (the stale check below then covers it as any other); delete it then.
+# Deployed by the Bicep for code that lands separately: the `logs` alert sink reads these. Each entry is
+# harmless once the code reads the setting (the stale check below then covers it like any other): delete it.
 DEPLOYED_AHEAD_OF_CODE: dict[str, str] = {
     "MCAS_LOGS_INGESTION_ENDPOINT": "logs sink: the data collection rule's logs ingestion endpoint",
     "MCAS_LOGS_DCR_IMMUTABLE_ID": "logs sink: the data collection rule's immutable id",
