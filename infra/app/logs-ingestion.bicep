@@ -108,8 +108,9 @@ var columns = [
 // ---------------------------------------------------------------------------------------------------------
 
 // Runs once per record: keep the sender's TimeGenerated (the alert's last update), and stamp the ingestion time
-// on a record that arrives without one rather than letting the service drop it.
-var transformKql = 'source | extend TimeGenerated = coalesce(TimeGenerated, now())'
+// on a record that arrives without one. Transformations allow only some functions (iif, isnull and now are;
+// coalesce is not): https://learn.microsoft.com/azure/azure-monitor/data-collection/data-collection-transformations-kql
+var transformKql = 'source | extend TimeGenerated = iif(isnull(TimeGenerated), now(), TimeGenerated)'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' existing = {
   name: workspaceName

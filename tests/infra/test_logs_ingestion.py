@@ -28,6 +28,10 @@ RESERVED_COLUMNS = {"_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", 
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,44}$")
 # Types a DCR stream declaration accepts (data collection rule structure).
 STREAM_TYPES = {"string", "int", "long", "real", "boolean", "dynamic", "datetime"}
+# A few of the functions "Supported KQL features in Azure Monitor transformations" lists; not, e.g., coalesce,
+# replace_string or bag_keys. https://learn.microsoft.com/azure/azure-monitor/data-collection/
+# data-collection-transformations-kql
+TRANSFORM_FUNCTIONS = {"iif", "case", "isnull", "isnotnull", "now", "todatetime", "tostring", "tolong", "toint"}
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 
@@ -97,8 +101,10 @@ def test_the_rule_is_direct_and_flows_the_stream_into_the_table() -> None:
     assert flow["transformKql"] == "transformKql"
     transform = variables["transformKql"]
     assert transform.startswith("source")
-    # Transformations run per record: no aggregation, join or union.
-    assert not re.search(r"\b(summarize|join|union|make-series|top)\b", transform)
+    # Transformations run per record (no aggregation, join or union) and allow only listed functions.
+    assert not re.search(r"\b(summarize|join|union|make-series|top|sort|distinct)\b", transform)
+    called = set(re.findall(r"\b([a-z_]+)\s*\(", transform))
+    assert called <= TRANSFORM_FUNCTIONS, f"not allowed in a transformation: {called - TRANSFORM_FUNCTIONS}"
     outputs = _logs()["outputs"]
     assert "rule.properties.endpoints.logsIngestion" in _text(outputs["logsIngestionEndpoint"]["value"])
     assert "rule.properties.immutableId" in _text(outputs["immutableId"]["value"])
