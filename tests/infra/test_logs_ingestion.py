@@ -31,7 +31,7 @@ STREAM_TYPES = {"string", "int", "long", "real", "boolean", "dynamic", "datetime
 # A few of the functions "Supported KQL features in Azure Monitor transformations" lists; not, e.g., coalesce,
 # replace_string or bag_keys. https://learn.microsoft.com/azure/azure-monitor/data-collection/
 # data-collection-transformations-kql
-TRANSFORM_FUNCTIONS = {"iif", "case", "isnull", "isnotnull", "now", "todatetime", "tostring", "tolong", "toint"}
+TRANSFORM_FUNCTIONS = {"iif", "case", "isnull", "isnotnull", "now", "todatetime", "tostring", "tolong"}
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 
