@@ -168,9 +168,9 @@ var tags = {
 var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
 var keyVaultToken = empty(keyVaultNameSalt) ? resourceToken : toLower(uniqueString(subscription().id, environmentName, location, keyVaultNameSalt))
 
-// A queue-triggered function instance runs up to batchSize + newBatchThreshold messages at once (host.json: 8 + 4),
-// and each alert pull is one tenant's message, so a scale group needs one instance per 12 tenants to pull them all
-// in the same cycle. Never below 10 (discovery uploads scale in their own group) nor above Flex's 1000.
+// A queue-triggered function instance runs up to batchSize + newBatchThreshold messages at once (host.json: 8 + 4).
+// With alert pulls queued as one message per tenant, a scale group needs one instance per 12 tenants to pull them
+// all in the same cycle. Never below 10 (discovery uploads scale in their own group) nor above Flex's 1000.
 var messagesPerInstance = 12
 var derivedInstanceCap = min(1000, max(10, (tenantCount + messagesPerInstance - 1) / messagesPerInstance))
 var instanceCap = maximumInstanceCount == 0 ? derivedInstanceCap : maximumInstanceCount
