@@ -25,6 +25,7 @@ rotated or expired secrets) and to read counters proving call patterns. Endpoint
     POST   /_admin/keyvault/allow                {"principal"}
     GET    /_admin/state                         the world's description plus listener URLs
     *      /_admin/mda/{tenant}/{subpath}        the MDA service's own admin API (see mda.py)
+    *      /_admin/logs/{subpath}                Logs Ingestion admin API (see logs_ingestion.py)
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class AdminService:
             if service is None:
                 return SimResponse.json(404, {"error": f"no MDA tenant {tenant!r}"})
             return service.handle_admin(req, subpath)
+        if sub.startswith("logs/"):
+            return self.world.logs.handle_admin(req, sub[len("logs/") :])
         try:
             return SimResponse.json(200, self._route(req.method, sub, req))
         except AdminError as exc:

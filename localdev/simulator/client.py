@@ -122,7 +122,7 @@ class SimulatorHandle:
         self.admin("POST", "/reset")
 
     def add_fault(self, **spec: Any) -> dict[str, Any]:
-        """service=entra|keyvault|msi|mda|blob|s3|all, error_rate, status, latency_ms, latency_rate,
+        """service=entra|keyvault|msi|mda|blob|s3|logs|all, error_rate, status, latency_ms, latency_rate,
         reset_rate, throttle_burst, count, path_prefix, retry_after; or a malformed-answer rule:
         body=html|truncated|empty|missing_fields|wrong_types|huge, fields, body_bytes (see faults.py)."""
         result: dict[str, Any] = self.admin("POST", "/faults", spec)
@@ -164,6 +164,37 @@ class SimulatorHandle:
     def mda(self, tenant: str, method: str, subpath: str, json: Any = None) -> Any:
         """The MDA service's admin API for one tenant (see localdev/simulator/mda.py)."""
         return self.admin(method, f"/mda/{tenant}/{subpath.lstrip('/')}", json)
+
+    # -- Logs Ingestion endpoint (see localdev/simulator/logs_ingestion.py) ------------------------------
+
+    def logs(self, method: str, subpath: str, json: Any = None) -> Any:
+        """The Logs Ingestion endpoint's admin API (records, stats, reject, deny, rules)."""
+        return self.admin(method, f"/logs/{subpath.lstrip('/')}", json)
+
+    def logs_records(self, stream: str | None = None, *, page: int = 2000) -> list[dict[str, Any]]:
+        """Every row the endpoint accepted, oldest first (fetched in pages)."""
+        rows: list[dict[str, Any]] = []
+        query = f"stream={stream}&" if stream else ""
+        while True:
+            got = self.logs("GET", f"records?{query}offset={len(rows)}&limit={page}")
+            rows.extend(got["records"])
+            if len(rows) >= got["count"] or not got["records"]:
+                return rows
+
+    def logs_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.logs("GET", "stats")
+        return result
+
+    def logs_env(self, **overrides: str) -> dict[str, str]:
+        """The `logs` sink's settings for this simulator's endpoint and data collection rule."""
+        info = self.info["logs_ingestion"]
+        env = {
+            "MCAS_LOGS_INGESTION_ENDPOINT": str(info["endpoint"]),
+            "MCAS_LOGS_DCR_IMMUTABLE_ID": str(info["dcr_immutable_id"]),
+            "MCAS_LOGS_STREAM": str(info["stream"]),
+        }
+        env.update(overrides)
+        return env
 
     # -- app settings --------------------------------------------------------------------------------
 

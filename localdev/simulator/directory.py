@@ -22,6 +22,8 @@ from localdev.simulator.tokens import KEY_VAULT_RESOURCE, MDA_RESOURCE, TOKEN_EX
 GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
 KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
 TOKEN_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936"
+MONITOR_RESOURCE = "https://monitor.azure.com"
+MONITOR_APP_ID = "monitor.azure.com"  # the simulator needs an id; tokens carry the audience URI
 MDA_PERMISSIONS = frozenset(
     {
         "Investigation.read",
@@ -157,6 +159,13 @@ WELL_KNOWN_RESOURCES = (
         TOKEN_EXCHANGE_AUDIENCE,
         frozenset({TOKEN_EXCHANGE_AUDIENCE, TOKEN_EXCHANGE_APP_ID}),
         "AAD Token Exchange Endpoint",
+    ),
+    # Azure Monitor (Logs Ingestion API): access is Azure RBAC on the data collection rule, not app roles.
+    Resource(
+        MONITOR_APP_ID,
+        MONITOR_RESOURCE,
+        frozenset({MONITOR_RESOURCE, MONITOR_APP_ID}),
+        "Azure Monitor",
     ),
 )
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from localdev.simulator.wire import SimRequest, SimResponse
 
-SERVICES = frozenset({"entra", "keyvault", "msi", "mda", "blob", "s3"})
+SERVICES = frozenset({"entra", "keyvault", "msi", "mda", "blob", "s3", "logs"})
 # How a `body` rule rewrites an answer (JSON bodies; "html", "truncated", "empty" and "huge" work on any):
 #   html            an HTML error page (text/html), as a gateway or WAF in front of the service would send
 #   truncated       the first half of the body, Content-Type unchanged (invalid JSON)
@@ -266,6 +266,10 @@ def error_body(service: str, status: int, retry_after: int) -> SimResponse:
             "trace_id": str(uuid.uuid4()),
             "correlation_id": correlation,
         }
+    elif service == "logs":
+        code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
+        payload = {"error": {"code": code, "message": "Injected fault (simulator)."}}
+        headers["x-ms-error-code"] = code
     elif service == "keyvault":
         code = "Throttled" if status == 429 else "ServiceUnavailable"
         payload = {"error": {"code": code, "message": "Injected fault (simulator)."}}

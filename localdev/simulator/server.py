@@ -1,7 +1,8 @@
 """Listeners and plumbing: sockets and TLS in, `SimRequest` to a service, `SimResponse` out.
 
-Three kinds of listener, all on 127.0.0.1 with ephemeral ports: the main HTTPS port (Entra ID, Key Vault,
-admin), a plain-HTTP managed identity port, and one HTTPS port per MDA tenant (a tenant is a host). Every
+Four kinds of listener, all on 127.0.0.1 with ephemeral ports: the main HTTPS port (Entra ID, Key Vault,
+admin), a plain-HTTP managed identity port, one HTTPS port per MDA tenant (a tenant is a host), and an HTTPS
+port for the Logs Ingestion endpoint (a data collection rule's own host). Every
 request to Entra, Key Vault and MSI is counted and passes fault injection first; the MDA service does both
 itself because only it knows whether a path is API, blob or S3 traffic. `abort=True` becomes a TCP reset.
 
@@ -296,6 +297,11 @@ class Simulator:
         msi.dispatch = self._service_dispatch(world, "msi", world.msi.handle, world.msi.endpoint_name)
         self._add(msi, f"http://127.0.0.1:{msi.port}")
 
+        logs = _Server("logs", context, verbose=self.verbose)
+        logs.dispatch = self._service_dispatch(world, "logs", world.logs.handle, world.logs.endpoint_name)
+        world.logs.endpoint = f"https://127.0.0.1:{logs.port}"
+        self._add(logs, world.logs.endpoint)
+
         mda_cls = _load_mda_class()
         if mda_cls is not None:
             for tenant in self.options.mda_tenants:
@@ -405,6 +411,7 @@ class Simulator:
             "bundle_file": str(self.pki.bundle_file),
             **world.describe(),
             "mda_tenants": mda,
+            "logs_ingestion": world.logs.describe(),
             "options": {
                 "token_lifetime": self.options.token_lifetime,
                 "rate_limit": self.options.rate_limit,

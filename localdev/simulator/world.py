@@ -31,6 +31,7 @@ from localdev.simulator.directory import (
 from localdev.simulator.entra import EntraService
 from localdev.simulator.faults import FaultInjector
 from localdev.simulator.keyvault import PEM_CONTENT_TYPE, PFX_CONTENT_TYPE, KeyVaultService
+from localdev.simulator.logs_ingestion import LogsIngestionService
 from localdev.simulator.msi import MsiService
 from localdev.simulator.tokens import KEY_VAULT_RESOURCE, MDA_RESOURCE, TokenIssuer
 from localdev.simulator.wire import SimRequest, SimResponse
@@ -108,6 +109,7 @@ class World:
         )
         self.msi_header = new_secret(32).replace("~", "x").replace(".", "y")
         self.msi = MsiService(self.msi_header, self.issuer, self.directory, self.counters)
+        self.logs = LogsIngestionService(self.issuer)
         self._seed_vault()
 
     # -- seeding -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 | Setting | Default | Meaning |
 |---|---|---|
 | MCAS_ALERTS_SCHEDULE | `0 */5 * * * *` | timer schedule (read by the binding as `%MCAS_ALERTS_SCHEDULE%`) |
-| MCAS_ALERT_SINKS | (none) | comma list of `queue`, `blob`, `webhook` |
+| MCAS_ALERT_SINKS | (none) | comma list of `queue`, `blob`, `webhook`, `logs` |
 | MCAS_ALERT_WEBHOOK_URL | - | https URL for the `webhook` sink (loopback only with MCAS_ALLOW_LOOPBACK) |
 | MCAS_ALERT_WEBHOOK_SECRET_NAME | `mcas-alert-webhook-secret` | Key Vault secret with the `whsec_` key |
 | MCAS_FIRST_FETCH_LOOKBACK | `24h` | window start on a tenant's first run |
@@ -11,6 +11,11 @@
 | MCAS_ALERTS_TIME_BUDGET_SECONDS | `480` | a run stops cleanly within this (functionTimeout 10 min) |
 | MCAS_ALERTS_SETTLE_SECONDS | `60` | alerts newer than now minus this wait for the next run |
 | MCAS_ALERTS_LEASE_SECONDS | `120` | how long a crashed run blocks the tenant's checkpoint |
+| MCAS_LOGS_INGESTION_ENDPOINT | - | `logs` sink: the DCR's logs ingestion endpoint (or a DCE's), https |
+| MCAS_LOGS_DCR_IMMUTABLE_ID | - | `logs` sink: the data collection rule's `dcr-...` immutable id |
+| MCAS_LOGS_STREAM | `Custom-MDAAlerts_CL` | `logs` sink: the DCR's input stream |
+| MCAS_LOGS_SCOPE | per cloud | `logs` sink: token scope (`https://monitor.azure.com/.default`, .us, .cn) |
+| MCAS_LOGS_TENANT_PROFILE | first profile | `logs` sink: the profile whose app identity gets the token |
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from dataclasses import dataclass
 from shared.errors import ConfigurationError
 from shared.settings import Settings, get_settings, is_loopback_host
 
-SINK_NAMES = ("queue", "blob", "webhook")
+SINK_NAMES = ("queue", "blob", "webhook", "logs")
 DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_WEBHOOK_SECRET_NAME = "mcas-alert-webhook-secret"  # noqa: S105 - a name, not a secret
+DEFAULT_LOGS_STREAM = "Custom-MDAAlerts_CL"
+DEFAULT_LOGS_SCOPE = "https://monitor.azure.com/.default"
+_DCR_ID = re.compile(r"^dcr-[0-9a-fA-F]{32}$")
+_STREAM = re.compile(r"^Custom-[A-Za-z0-9_-]{1,200}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -67,6 +76,65 @@ def validate_webhook_url(value: str, *, allow_loopback: bool) -> str:
     return value.strip()
 
 
+@dataclass(frozen=True)
+class LogsConfig:
+    """Where the `logs` sink writes: the Logs Ingestion endpoint, data collection rule and stream."""
+
+    endpoint: str
+    dcr_immutable_id: str
+    stream: str
+    scope: str
+    tenant_profile: str | None
+
+
+def monitor_scope(endpoint: str, authority_host: str) -> str:
+    """Token scope for Azure Monitor ingestion in the endpoint's cloud (US Government `.us`, China `.cn`)."""
+    from urllib.parse import urlsplit
+
+    hosts = (urlsplit(endpoint).hostname or "", urlsplit(authority_host).hostname or "")
+    if any(h.endswith((".azure.us", ".microsoftonline.us", ".usgovcloudapi.net")) for h in hosts):
+        return "https://monitor.azure.us/.default"
+    if any(h.endswith((".azure.cn", ".chinacloudapi.cn")) for h in hosts):
+        return "https://monitor.azure.cn/.default"
+    return DEFAULT_LOGS_SCOPE
+
+
+def logs_config(settings: Settings) -> LogsConfig | None:
+    """The `logs` sink's settings, validated; None when no endpoint is configured."""
+    from urllib.parse import urlsplit
+
+    raw = (settings.get("MCAS_LOGS_INGESTION_ENDPOINT") or "").strip()
+    if not raw:
+        return None
+    name = "MCAS_LOGS_INGESTION_ENDPOINT"
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host:
+        raise ConfigurationError(name, "must be an https:// URL (the DCR's or DCE's logs ingestion endpoint)")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError(name, "must not carry user info, a query or a fragment")
+    if is_loopback_host(host) and not settings.allow_loopback:
+        raise ConfigurationError(name, "may point at a loopback host only with MCAS_ALLOW_LOOPBACK=true")
+    dcr = (settings.get("MCAS_LOGS_DCR_IMMUTABLE_ID") or "").strip()
+    if not _DCR_ID.match(dcr):
+        raise ConfigurationError(
+            "MCAS_LOGS_DCR_IMMUTABLE_ID",
+            f"must be a data collection rule immutable id (dcr-<32 hex>), got {dcr!r}",
+        )
+    stream = (settings.get("MCAS_LOGS_STREAM") or DEFAULT_LOGS_STREAM).strip()
+    if not _STREAM.match(stream):
+        raise ConfigurationError(
+            "MCAS_LOGS_STREAM", f"must name a custom stream (Custom-<name>), got {stream!r}"
+        )
+    scope = (settings.get("MCAS_LOGS_SCOPE") or "").strip() or monitor_scope(raw, settings.authority_host)
+    if not scope.endswith("/.default"):
+        raise ConfigurationError("MCAS_LOGS_SCOPE", f"must end in /.default, got {scope!r}")
+    profile = (settings.get("MCAS_LOGS_TENANT_PROFILE") or "").strip() or None
+    if profile is not None and profile not in {p.name for p in settings.tenants}:
+        raise ConfigurationError("MCAS_LOGS_TENANT_PROFILE", f"names no tenant profile: {profile!r}")
+    return LogsConfig(raw.rstrip("/"), dcr, stream, scope, profile)
+
+
 def _number(
     settings: Settings, name: str, default: str, *, integer: bool = False, minimum: float = 0
 ) -> float:
@@ -92,6 +160,7 @@ class AlertConfig:
     time_budget_s: float
     settle_s: float
     lease_s: float
+    logs: LogsConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> AlertConfig:
@@ -102,6 +171,11 @@ class AlertConfig:
         if "webhook" in sinks and not webhook_url:
             raise ConfigurationError(
                 "MCAS_ALERT_WEBHOOK_URL", "is required when MCAS_ALERT_SINKS includes webhook"
+            )
+        logs = logs_config(settings)
+        if "logs" in sinks and logs is None:
+            raise ConfigurationError(
+                "MCAS_LOGS_INGESTION_ENDPOINT", "is required when MCAS_ALERT_SINKS includes logs"
             )
         lookback = settings.get("MCAS_FIRST_FETCH_LOOKBACK", "24h") or "24h"
         return cls(
@@ -116,4 +190,5 @@ class AlertConfig:
             time_budget_s=_number(settings, "MCAS_ALERTS_TIME_BUDGET_SECONDS", "480", minimum=5),
             settle_s=_number(settings, "MCAS_ALERTS_SETTLE_SECONDS", "60", minimum=0),
             lease_s=_number(settings, "MCAS_ALERTS_LEASE_SECONDS", "120", minimum=1),
+            logs=logs,
         )

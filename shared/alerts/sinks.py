@@ -1,10 +1,12 @@
-"""Where delivered alerts go: a storage queue, blob NDJSON, a signed SOAR webhook (any mix), or a file.
+"""Where delivered alerts go: a storage queue, blob NDJSON, a signed SOAR webhook, a Log Analytics table
+through the Logs Ingestion API (`logs_sink.py`; any mix), or a file.
 
 A page is delivered to every configured sink before its checkpoint is committed; a sink that does not accept
 the page raises `SinkError` and the page is redelivered by a later run. So every sink sees each alert at least
 once, and each is built to make redelivery harmless:
 - blob: one blob per page with a deterministic name - a redelivered page overwrites itself;
 - webhook: `webhook-id` is stable per page (Standard Webhooks), so receivers drop redeliveries;
+- logs: rows carry `AlertId` and `AlertVersion`, on which queries dedupe (see `logs_sink.py`);
 - queue: one message per alert carrying the alert `id`, which consumers use to drop duplicates (a queue cannot
   deduplicate), and it runs last so a failing idempotent sink never causes queue duplicates.
 Each alert is JSON-encoded once per page and the bytes are shared by all sinks.
@@ -355,4 +357,8 @@ def build_sinks(names: Sequence[str], *, webhook_url: str | None, webhook_secret
             if not webhook_url:
                 raise ValueError("the webhook sink needs a URL")
             sinks.append(WebhookSink(webhook_url, webhook_key_reader(webhook_secret_name)))
+        elif name == "logs":
+            from shared.alerts.logs_sink import logs_sink
+
+            sinks.append(logs_sink())
     return sinks
