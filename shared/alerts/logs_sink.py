@@ -301,8 +301,11 @@ def _ingestion_session() -> requests.Session:
         return _session_holder[0]
 
 
-def logs_sink(config: LogsConfig | None = None, *, settings: Settings | None = None) -> LogsIngestionSink:
-    """The sink from settings: token for the configured (or first) tenant profile's app identity."""
+def logs_sink(
+    config: LogsConfig | None = None, *, settings: Settings | None = None, **options: Any
+) -> LogsIngestionSink:
+    """The sink from settings: token for the configured (or first) tenant profile's app identity. `options`
+    go to `LogsIngestionSink` (tests and benchmarks tune the backoff)."""
     from shared.alerts.config import logs_config
     from shared.errors import ConfigurationError
     from shared.settings import get_settings
@@ -319,4 +322,4 @@ def logs_sink(config: LogsConfig | None = None, *, settings: Settings | None = N
 
         return resource_credential(profile, scope)
 
-    return LogsIngestionSink(config.endpoint, config.dcr_immutable_id, config.stream, credential)
+    return LogsIngestionSink(config.endpoint, config.dcr_immutable_id, config.stream, credential, **options)
