@@ -6,7 +6,9 @@ rerun until it completes. Checked per trial:
 - at least once: every seeded alert is in the delivered output;
 - no duplicate after sink-side idempotency: no alert id is in two different page blobs (a redelivered page
   has the same deterministic blob name and overwrites itself);
-- the checkpoint watermark, sampled every few ms while the processes run, never moves backwards.
+- the checkpoint watermark, sampled every few ms while the processes run, never moves backwards;
+- with `sinks="blob,logs"` and a `logs_ids` reader: every seeded alert is a row of the Log Analytics table
+  (the simulated Logs Ingestion endpoint), and duplicate rows stay within one page per kill.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ class TrialResult:
     page_blobs: int = 0
     duplicates_after_idempotency: int = 0
     raw_duplicates: int = 0  # in the non-idempotent NDJSON output: at most one page per kill
+    missing_in_logs: int = 0  # ... absent from the Log Analytics table (when the logs sink runs)
+    logs_duplicates: int = 0  # extra rows in the table: at most one page per kill
     watermarks_sampled: int = 0
     monotonic: bool = True
     final_exit: int | None = None
@@ -53,6 +58,8 @@ class TrialResult:
             and self.monotonic
             and self.final_exit == 0
             and self.raw_duplicates <= 100 * self.kills
+            and self.missing_in_logs == 0
+            and self.logs_duplicates <= 100 * self.kills
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,10 +120,13 @@ def run_trial(
     kill_after: tuple[float, float] = (0.3, 3.0),
     max_kills: int = 2,
     run_timeout: float = 120.0,
+    sinks: str = "blob",
+    logs_ids: Callable[[str], list[str]] | None = None,
 ) -> TrialResult:
+    """`logs_ids(tenant)`: the AlertId of every table row of that tenant (when `sinks` includes logs)."""
     tenant = f"kill{trial:02d}{uuid.uuid4().hex[:6]}"
     result = TrialResult(trial=trial, tenant=tenant)
-    run_env = {**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": "blob"}
+    run_env = {**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": sinks}
     samples: list[int] = []
     stop = threading.Event()
     sampler = threading.Thread(
@@ -171,6 +181,10 @@ def run_trial(
     result.duplicates_after_idempotency = sum(1 for count in per_id.values() if count > 1)
     result.missing = len(expected_ids - set(per_id))
     result.missing_in_file = len(expected_ids - set(lines))
+    if logs_ids is not None:
+        rows = logs_ids(tenant)
+        result.missing_in_logs = len(expected_ids - set(rows))
+        result.logs_duplicates = len(rows) - len(set(rows))
     result.watermarks_sampled = len(samples)
     result.monotonic = all(a <= b for a, b in itertools.pairwise(samples))
     return result
