@@ -27,6 +27,7 @@ from localdev.azurite import AzuriteHandle
 from localdev.demo_alerts import step_alerts
 from localdev.demo_discovery import step_discovery
 from localdev.demo_jobs import step_soar_job
+from localdev.demo_logs import step_logs
 from localdev.host import LocalHost
 from shared.caches import reset_all_caches
 from shared.errors import McasError
@@ -86,6 +87,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("alert pull", step_alerts),
     ("discovery upload", step_discovery),
     ("SOAR job", step_soar_job),
+    ("Sentinel (logs sink)", step_logs),
 ]
 
 
