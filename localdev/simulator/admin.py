@@ -5,7 +5,7 @@ rotated or expired secrets) and to read counters proving call patterns. Endpoint
 
     GET    /_admin/counters                      counters snapshot (see counters.py)
     POST   /_admin/reset                         faults, counters, lifetime, expiry marks, KV denials,
-                                                 MDA throttle windows
+                                                 MDA throttle windows, Logs Ingestion denials and rejects
     GET    /_admin/faults                        active fault rules
     POST   /_admin/faults                        add a rule (see faults.FaultRule) -> the rule with its id
     DELETE /_admin/faults                        remove every rule

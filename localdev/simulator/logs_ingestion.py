@@ -200,6 +200,12 @@ class LogsIngestionService:
 
     # -- admin -----------------------------------------------------------------------------------------
 
+    def clear_conditions(self) -> None:
+        """What the simulator's reset clears: denied principals and records marked malformed (rows stay)."""
+        with self._lock:
+            self._denied.clear()
+            self._reject = None
+
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         try:
             body = req.json() if req.body else {}

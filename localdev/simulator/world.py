@@ -331,6 +331,7 @@ class World:
                     secret.expired = False
         for service in self.mda.values():
             service.handle_admin(admin_request("POST", {}), "throttle/reset")
+        self.logs.clear_conditions()
         return {"reset": True}
 
     # -- description ---------------------------------------------------------------------------------
