@@ -16,6 +16,7 @@
 | MCAS_LOGS_STREAM | `Custom-MDAAlerts_CL` | `logs` sink: the DCR's input stream |
 | MCAS_LOGS_SCOPE | per cloud | `logs` sink: token scope (`https://monitor.azure.com/.default`, .us, .cn) |
 | MCAS_LOGS_TENANT_PROFILE | first profile | `logs` sink: the profile whose app identity gets the token |
+| MCAS_LOGS_CREDENTIAL | `app` | `logs` sink: `app` (that profile's app) or `managed_identity` (own MI) |
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_WEBHOOK_SECRET_NAME = "mcas-alert-webhook-secret"  # noqa: S105 - a name, not a secret
 DEFAULT_LOGS_STREAM = "Custom-MDAAlerts_CL"
 DEFAULT_LOGS_SCOPE = "https://monitor.azure.com/.default"
+LOGS_CREDENTIALS = ("app", "managed_identity")
 _DCR_ID = re.compile(r"^dcr-[0-9a-fA-F]{32}$")
 _STREAM = re.compile(r"^Custom-[A-Za-z0-9_-]{1,200}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -85,6 +87,7 @@ class LogsConfig:
     stream: str
     scope: str
     tenant_profile: str | None
+    credential: str = "app"  # "app": the profile's app registration; "managed_identity": the worker's own
 
 
 def monitor_scope(endpoint: str, authority_host: str) -> str:
@@ -132,7 +135,12 @@ def logs_config(settings: Settings) -> LogsConfig | None:
     profile = (settings.get("MCAS_LOGS_TENANT_PROFILE") or "").strip() or None
     if profile is not None and profile not in {p.name for p in settings.tenants}:
         raise ConfigurationError("MCAS_LOGS_TENANT_PROFILE", f"names no tenant profile: {profile!r}")
-    return LogsConfig(raw.rstrip("/"), dcr, stream, scope, profile)
+    credential = (settings.get("MCAS_LOGS_CREDENTIAL") or "app").strip().lower()
+    if credential not in LOGS_CREDENTIALS:
+        raise ConfigurationError(
+            "MCAS_LOGS_CREDENTIAL", f"must be app or managed_identity, got {credential!r}"
+        )
+    return LogsConfig(raw.rstrip("/"), dcr, stream, scope, profile, credential)
 
 
 def _number(

@@ -35,15 +35,16 @@ _V1_CLASSIFICATION = {
 
 
 @cache
-def table_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
-    return schema
+def table_columns() -> list[dict[str, str]]:
+    """The table's columns as declared: `[{"name", "type"}, ...]`."""
+    columns: list[dict[str, str]] = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
+    return columns
 
 
 @cache
 def column_types() -> dict[str, str]:
     """Column name -> Log Analytics type, in table order."""
-    return {c["name"]: c["type"] for c in table_schema()["columns"]}
+    return {c["name"]: c["type"] for c in table_columns()}
 
 
 def encode(row: Any) -> bytes:

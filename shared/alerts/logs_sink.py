@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.alerts.logs_records import encode, project
 from shared.alerts.sinks import AlertBatch, SinkError
 from shared.backoff import Backoff, parse_retry_after
+from shared.caches import register_cache_reset
 
 if TYPE_CHECKING:
     import requests
@@ -316,10 +317,92 @@ def logs_sink(
         raise ConfigurationError("MCAS_LOGS_INGESTION_ENDPOINT", "is required for the logs sink")
     profile = settings.tenant(config.tenant_profile) if config.tenant_profile else settings.default_tenant
     scope = config.scope
+    use_managed_identity = config.credential == "managed_identity"
 
     def credential() -> Authorizer:
+        if use_managed_identity:
+            return managed_identity_authorizer(scope)
         from shared.auth import resource_credential
 
         return resource_credential(profile, scope)
 
     return LogsIngestionSink(config.endpoint, config.dcr_immutable_id, config.stream, credential, **options)
+
+
+# -- the worker's own managed identity (MCAS_LOGS_CREDENTIAL=managed_identity) ------------------------------
+
+
+class _ManagedIdentitySource:
+    """Tokens of the Function App's managed identity for `scope` (azure-identity; `AZURE_CLIENT_ID` selects a
+    user-assigned identity). The role on the data collection rule is then assigned to that identity."""
+
+    def __init__(self, scope: str) -> None:
+        self._scope = scope
+        self._credential: Any = None
+
+    def _client(self, fresh: bool) -> Any:
+        if self._credential is None or fresh:  # a fresh instance skips azure-identity's token cache
+            import os
+
+            from azure.identity import ManagedIdentityCredential
+
+            client_id = os.environ.get("AZURE_CLIENT_ID") or None
+            self._credential = (
+                ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+            )
+        return self._credential
+
+    def fetch(self, *, force_refresh: bool) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        from shared.auth.errors import IdentityProviderUnavailableError
+        from shared.auth.tokens import AccessToken
+
+        try:
+            token = self._client(force_refresh).get_token(self._scope)
+        except ClientAuthenticationError as exc:
+            raise IdentityProviderUnavailableError(
+                f"managed identity token for {self._scope} failed ({type(exc).__name__})"
+            ) from exc
+        return AccessToken(token.token, "Bearer", float(token.expires_on))
+
+    def info(self) -> Any:
+        import os
+
+        from shared.auth.tokens import SourceInfo
+
+        return SourceInfo(
+            mode="managed_identity",
+            tenant_name="-",
+            tenant_id="-",
+            client_id=os.environ.get("AZURE_CLIENT_ID") or "system-assigned",
+            credential=f"managed identity ({self._scope})",
+            authority="managed identity endpoint",
+        )
+
+
+_mi_lock = threading.Lock()
+_mi_credentials: dict[str, Any] = {}
+
+
+def managed_identity_authorizer(scope: str) -> Authorizer:
+    """One cached, single-flight credential per scope over the worker's managed identity."""
+    with _mi_lock:
+        credential = _mi_credentials.get(scope)
+        if credential is None:
+            from shared.auth.tokens import CachedCredential
+
+            credential = _mi_credentials[scope] = CachedCredential(
+                _ManagedIdentitySource(scope),
+                refresh_margin=300.0,
+            )
+        authorizer: Authorizer = credential
+        return authorizer
+
+
+def _forget_managed_identity_credentials() -> None:
+    with _mi_lock:
+        _mi_credentials.clear()
+
+
+register_cache_reset(_forget_managed_identity_credentials)

@@ -157,3 +157,24 @@ def test_the_managed_identity_credential_mode_gets_a_monitor_token(
     result = _pull(tenant, _sink(), min(a["timestamp"] for a in seeded))
     assert result.ok and len(sim.logs_records()) == 30
     assert sim.counters()["tokens"].get("managed_identity", 0) >= 1
+
+
+def test_the_workers_own_managed_identity_can_be_the_caller(
+    logs_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MCAS_LOGS_CREDENTIAL=managed_identity: the calls carry the Function App's identity (the principal the
+    Bicep gives Monitoring Metrics Publisher on the rule), not the MDA app registration's."""
+    from shared.caches import reset_all_caches
+
+    monkeypatch.setenv("MCAS_LOGS_CREDENTIAL", "managed_identity")
+    reset_all_caches()
+    sim, tenant = logs_env["sim"], logs_env["tenant"]
+    seeded = _seed(sim, 30, seed=25)
+    start = min(a["timestamp"] for a in seeded)
+    sim.logs("POST", "deny", {"principal": sim.info["managed_identities"]["system"]["principal_id"]})
+    denied = _pull(tenant, _sink(), start)
+    assert not denied.ok and "OperationFailed" in (denied.error or "")
+    sim.logs("DELETE", "deny")
+    sim.logs("POST", "deny", {"principal": sim.client_id("daemon")})  # the app registration: not used here
+    done = _pull(tenant, _sink(), start)
+    assert done.ok and sorted(r["AlertId"] for r in sim.logs_records()) == sorted(a["_id"] for a in seeded)

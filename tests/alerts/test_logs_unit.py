@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.alerts.config import AlertConfig, logs_config, monitor_scope
-from shared.alerts.logs_records import FIELD_MAX_BYTES, column_types, encode, project, table_schema
+from shared.alerts.logs_records import FIELD_MAX_BYTES, column_types, encode, project
 from shared.alerts.logs_sink import MAX_REQUEST_BYTES, LogsIngestionSink, plan_chunks
 from shared.alerts.model import normalize
 from shared.alerts.sinks import AlertBatch, SinkError, build_sinks
@@ -129,7 +129,6 @@ def test_table_schema_avoids_reserved_names_and_uses_the_declared_types() -> Non
     names = set(column_types())
     assert not names & reserved and "TimeGenerated" in names
     assert set(column_types().values()) <= {"string", "int", "long", "real", "boolean", "dynamic", "datetime"}
-    assert table_schema()["stream"] == "Custom-MDAAlerts_CL"
 
 
 # -- chunk planning ----------------------------------------------------------------------------------------
@@ -171,6 +170,7 @@ def test_logs_sink_settings_are_validated_with_the_setting_named() -> None:
         ({**good, "MCAS_LOGS_STREAM": "MDAAlerts_CL"}, "MCAS_LOGS_STREAM"),
         ({**good, "MCAS_LOGS_SCOPE": "https://monitor.azure.com"}, "MCAS_LOGS_SCOPE"),
         ({**good, "MCAS_LOGS_TENANT_PROFILE": "nobody"}, "MCAS_LOGS_TENANT_PROFILE"),
+        ({**good, "MCAS_LOGS_CREDENTIAL": "shared_key"}, "MCAS_LOGS_CREDENTIAL"),
     ]
     for env, setting in cases:
         with pytest.raises(ConfigurationError) as info:
