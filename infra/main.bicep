@@ -303,6 +303,8 @@ var mcasAppSettings = {
   MCAS_LOGS_INGESTION_ENDPOINT: logsIngestionEnabled ? logsIngestion.outputs.logsIngestionEndpoint : ''
   MCAS_LOGS_DCR_IMMUTABLE_ID: logsIngestionEnabled ? logsIngestion.outputs.immutableId : ''
   MCAS_LOGS_STREAM: logsIngestionEnabled ? logsIngestion.outputs.streamName : ''
+  // Monitoring Metrics Publisher on the rule goes to the app's managed identity (app/rbac.bicep): call as it.
+  MCAS_LOGS_CREDENTIAL: 'managed_identity'
 }
 
 module api 'app/api.bicep' = {
