@@ -34,15 +34,6 @@ NOT_APP_SETTINGS: dict[str, str] = {
 }
 PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_", "APPSETTING_")
 
-# Deployed by the Bicep for code that lands separately: the `logs` alert sink reads these. Each entry is
-# harmless once the code reads the setting (the stale check below then covers it like any other): delete it.
-DEPLOYED_AHEAD_OF_CODE: dict[str, str] = {
-    "MCAS_LOGS_INGESTION_ENDPOINT": "logs sink: the data collection rule's logs ingestion endpoint",
-    "MCAS_LOGS_DCR_IMMUTABLE_ID": "logs sink: the data collection rule's immutable id",
-    "MCAS_LOGS_STREAM": "logs sink: the rule's input stream",
-}
-
-
 def _not_an_app_setting(name: str) -> bool:
     return name in NOT_APP_SETTINGS or name.startswith(PLATFORM_PREFIXES)
 
@@ -111,18 +102,9 @@ def test_bicep_sets_only_settings_the_app_reads() -> None:
     stale = sorted(
         name
         for name in model.app_settings()
-        if name.startswith("MCAS_") and name not in read and name not in DEPLOYED_AHEAD_OF_CODE
+        if name.startswith("MCAS_") and name not in read
     )
     assert not stale, f"Bicep sets MCAS_* settings the app no longer reads: {stale}"
-
-
-def test_settings_deployed_ahead_of_code_are_deployed_and_documented() -> None:
-    """The exemption above covers only settings the Bicep really sets and the README documents."""
-    bicep = set(model.app_settings())
-    readme = (model.README).read_text(encoding="utf-8")
-    for name in DEPLOYED_AHEAD_OF_CODE:
-        assert name in bicep, f"{name} is exempted but not deployed"
-        assert f"`{name}`" in readme, f"{name} is exempted but not in the README settings table"
 
 
 def test_app_settings_objects_reach_the_function_app() -> None:
