@@ -28,9 +28,15 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(schedule="%MCAS_ALERTS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def alerts_pull_timer(timer: func.TimerRequest, context: func.Context) -> None:
     from shared.alerts.pull import run_scheduled_entry
+    from shared.errors import ConfigurationError
 
     with log_context(invocation_id=context.invocation_id):  # each tenant's run adds its tenant
-        run_scheduled_entry(past_due=bool(timer.past_due))
+        try:
+            run_scheduled_entry(past_due=bool(timer.past_due))
+        except ConfigurationError as exc:
+            # A setting problem (no sink, a bad value) repeats every run until fixed: one clear line per run
+            # (and /api/health names it), not a traceback every five minutes.
+            log.error("alert pull timer did not run: %s", exc)
 
 
 @bp.function_name(name="alerts_pull_job")

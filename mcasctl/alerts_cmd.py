@@ -1,11 +1,16 @@
-"""`mcasctl alerts`: pull alerts exactly as the timer does, and close alerts.
+"""`mcasctl alerts`: pull alerts exactly as the timer does, export a window, inspect or repair a checkpoint,
+close alerts.
 
-    mcasctl alerts pull [--lookback 24h | --since 2025-01-31T00:00:00Z] [--out alerts.ndjson] [--tenant NAME]
+    mcasctl alerts pull [--lookback 24h | --since 2025-01-31T00:00:00Z] [--out alerts.ndjson [--append]]
+    mcasctl alerts export --since T [--until T] --out FILE.ndjson
+    mcasctl alerts checkpoint show | set --since T | reset
     mcasctl alerts close {benign,false-positive,true-positive} ID... [--reason N] [--comment TEXT]
 
 `pull` uses the same checkpoint store, sinks (MCAS_ALERT_SINKS) and request budget as the timer; `--lookback`
 or `--since` only matter when a tenant has no checkpoint yet. `--out` also writes the delivered normalised
-alerts as NDJSON (then MCAS_ALERT_SINKS may be empty). It prints one summary line per tenant.
+alerts as NDJSON (then MCAS_ALERT_SINKS may be empty); an existing file needs --append or --overwrite. It
+shows progress on stderr and prints one summary line per tenant. Ctrl-C stops it at the next safe point,
+releases the checkpoint and says what was delivered.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigurationError
+from mcasctl import outfile
+from mcasctl.errors import Interrupted, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,8 +48,7 @@ def register(subparsers: Any) -> None:
     start.add_argument(
         "--since", metavar="ISO", help="window start for a first run, ISO-8601 (UTC if no offset)"
     )
-    pull.add_argument("--out", type=Path, metavar="FILE.ndjson", help="also write delivered alerts as NDJSON")
-    pull.add_argument("--append", action="store_true", help="append to --out instead of truncating it")
+    outfile.add_arguments(pull, help_text="also write delivered alerts as NDJSON")
     pull.add_argument(
         "--tenant", action="append", metavar="NAME", help="only this tenant profile (repeatable)"
     )
@@ -72,19 +76,42 @@ def register(subparsers: Any) -> None:
     close.add_argument("--feedback", metavar="TEXT", help="send feedback to Microsoft with this text")
     close.add_argument("--contact", metavar="EMAIL", help="allow Microsoft to contact this address")
     close.add_argument("--tenant", metavar="NAME", help="tenant profile (default: the first)")
+    close.add_argument("--json", action="store_true", help="print the result as JSON")
     close.set_defaults(handler=run_close)
 
+    from mcasctl import alerts_checkpoint_cmd
 
-def _since_ms(value: str) -> int:
+    alerts_checkpoint_cmd.register(commands)
+
+
+def _since_ms(value: str, *, option: str = "--since") -> int:
+    """An ISO-8601 time (UTC if no offset) as epoch ms; refused beyond now (plus clock skew)."""
+    from shared.alerts.checkpoints import CLOCK_SKEW_S, iso_ms
+
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigurationError(
-            "--since", f"must be ISO-8601 such as 2025-01-31T00:00:00Z, got {value!r}"
-        ) from None
+        raise UsageError(option, f"must be ISO-8601 such as 2025-01-31T00:00:00Z, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
+    ms = int(moment.timestamp() * 1000)
+    now_ms = int(time.time() * 1000)
+    if ms > now_ms + CLOCK_SKEW_S * 1000:
+        raise UsageError(
+            option,
+            f"{iso_ms(ms)} is in the future (now {iso_ms(now_ms)}): alerts are pulled by creation time, "
+            "so nothing would ever be delivered",
+        )
+    return ms
+
+
+def lookback_s(value: str) -> float:
+    """`--lookback` needs a unit: `24` alone is refused rather than read as 24 seconds."""
+    from shared.alerts.config import parse_duration
+
+    if value.strip() and value.strip()[-1:].isdigit():
+        raise UsageError("--lookback", f"needs a unit, e.g. {value.strip()}h, {value.strip()}d or 90m")
+    return parse_duration(value, name="--lookback")
 
 
 def _quiet_sdk_logs(args: argparse.Namespace) -> None:
@@ -94,35 +121,44 @@ def _quiet_sdk_logs(args: argparse.Namespace) -> None:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from shared.alerts.config import AlertConfig, parse_duration
+    from mcasctl.pullrun import GateSink, Progress, ProgressSink, StopControl, stoppable_api
+    from shared.alerts.config import AlertConfig
     from shared.alerts.pull import default_environment, run_scheduled, summarize
     from shared.alerts.sinks import FileSink, Sink
     from shared.settings import get_settings
 
     _quiet_sdk_logs(args)
-    settings = get_settings()
-    config = AlertConfig.from_settings(settings)
     start_ms: int | None = None
     if args.since:
         start_ms = _since_ms(args.since)
     elif args.lookback:
-        start_ms = int((time.time() - parse_duration(args.lookback, name="--lookback")) * 1000)
+        start_ms = int((time.time() - lookback_s(args.lookback)) * 1000)
+    settings = get_settings()
+    config = AlertConfig.from_settings(settings)
+    if not config.sinks and args.out is None:
+        raise UsageError("MCAS_ALERT_SINKS", "names no sink; set it or pass --out FILE.ndjson")
     extra: list[Sink] = []
     if args.out is not None:
-        if not args.append:
-            args.out.write_bytes(b"")
-        extra.append(FileSink(args.out))
-    if not config.sinks and not extra:
-        raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink; set it or pass --out FILE.ndjson")
-    env = default_environment(config, extra_sinks=extra, require_sink=False)
-    results = run_scheduled(
-        settings=settings,
-        env=env,
-        start_ms=start_ms,
-        tenants=args.tenant,
-        budget_s=args.budget,
-        wait_for_lease=args.wait_for_lease,
+        extra.append(FileSink(outfile.prepare(args.out, append=args.append, overwrite=args.overwrite)))
+    progress = Progress(sys.stderr)
+    stop = StopControl(progress)
+    env = default_environment(
+        config, extra_sinks=[GateSink(stop), *extra, ProgressSink(progress)], require_sink=False
     )
+    env.api_for = lambda profile: stoppable_api(profile, stop)
+    env.sleep = stop.sleeper("", "another run holds the checkpoint lease")
+    try:
+        with stop.on_ctrl_c():
+            results = run_scheduled(
+                settings=settings,
+                env=env,
+                start_ms=start_ms,
+                tenants=args.tenant,
+                budget_s=args.budget,
+                wait_for_lease=args.wait_for_lease,
+            )
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
@@ -135,6 +171,10 @@ def run_pull(args: argparse.Namespace) -> int:
         total = summarize(results)
         if len(results) > 1:
             print(f"total: alerts={total['alerts']} pages={total['pages']} 429s={total['throttled']}")
+    if stop.stopped:
+        for r in results:
+            print(_interrupted_summary(r, progress), file=sys.stderr)
+        raise Interrupted()
     failed = [r for r in results if r.error]
     if failed:
         print(
@@ -143,6 +183,22 @@ def run_pull(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _interrupted_summary(result: Any, progress: Any) -> str:
+    """What an interrupted run delivered (and committed) and what it did not."""
+    from shared.alerts.checkpoints import iso_ms
+
+    delivered = progress.tenants.get(result.tenant)
+    uncommitted = (delivered.pages - result.pages) if delivered is not None else 0
+    where = iso_ms(result.watermark_ms) if result.watermark_ms is not None else "its start"
+    text = (
+        f"{result.tenant}: stopped; {result.alerts} alerts in {result.pages} pages delivered and committed. "
+        f"Not delivered: alerts created after {where}; the next pull continues from there"
+    )
+    if uncommitted > 0:
+        text += f" (and delivers the last {uncommitted} page(s) again: delivered, not yet committed)"
+    return text + "."
 
 
 def run_close(args: argparse.Namespace) -> int:
@@ -167,6 +223,9 @@ def run_close(args: argparse.Namespace) -> int:
         deadline=client.deadline_in(300),
     )
     confirmed = len(result.confirmed_by_recheck)
+    if args.json:
+        print(json.dumps({"tenant": profile.name, **result.as_dict()}, indent=2))
+        return EXIT_FAILED if result.not_found else EXIT_OK
     print(
         f"{profile.name}: closed {result.closed + confirmed} of {result.requested} as {args.kind}"
         + (f" ({confirmed} confirmed by re-reading after an ambiguous failure)" if confirmed else "")

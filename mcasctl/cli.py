@@ -4,8 +4,13 @@ Each command group lives in its own module exposing `register(subparsers)`, whic
 sets `handler=<function(args) -> int>` (and `accepts_extra=True` if it passes unknown arguments through in
 `args.extra`). Add a group by appending its module to COMMAND_MODULES.
 
-Expected failures (McasError, including ConfigurationError) exit non-zero with one line on stderr, never a
-traceback; anything else is a bug and keeps its traceback.
+Exit status: 0 done, 1 failed (one line on stderr: an expected failure, McasError, never a traceback),
+2 usage (bad arguments, or a request refused before anything happened), 130 interrupted (Ctrl-C). Results go
+to stdout (`--json` where a command reports results), errors, warnings and progress to stderr. Anything else
+is a bug and keeps its traceback.
+
+Every command reads `local.settings.json` (`--settings-file`, default `./local.settings.json`, else the
+project's) for the settings the environment does not set, as `func start` does.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from mcasctl.errors import Interrupted, UsageError
 from shared.errors import McasError
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -27,16 +34,38 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mcasctl.deadletters_cmd",
 )
 
+EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EPILOG = "exit status: 0 done, 1 failed, 2 usage error or refused request, 130 interrupted (Ctrl-C)"
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("mcas-functions")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mcasctl", description="Operate the Defender for Cloud Apps Functions app and its local world."
+        prog="mcasctl",
+        description="Operate the Defender for Cloud Apps Functions app and its local world.",
+        epilog=EPILOG,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"mcasctl {version()}")
+    parser.add_argument(
+        "--settings-file",
+        dest="global_settings_file",
+        type=Path,
+        metavar="FILE",
+        help="local.settings.json to read settings from (default: ./local.settings.json, else the project's)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -58,10 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = logging.getLogger()
     saved_level = root.level
     configure_logging(console=True, level=logging.DEBUG if args.verbose else logging.WARNING, fmt="text")
+    from mcasctl.settings_file import applied
+
     try:
-        return int(handler(args) or 0)
+        with applied(args.global_settings_file):
+            return int(handler(args) or 0)
+    except UsageError as exc:
+        print(f"mcasctl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Interrupted:
+        print(f"mcasctl {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except McasError as exc:
         print(f"mcasctl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        if args.verbose and exc.__cause__ is not None:  # -v: the underlying error too (TLS, DNS, ...)
+            print(f"  caused by: {_one_line(exc.__cause__)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"mcasctl {args.command}: interrupted", file=sys.stderr)

@@ -12,7 +12,6 @@ App settings come from the environment, then local.settings.json `Values` for na
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from mcasctl.settings_file import load_local_settings
 from shared.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,19 +44,6 @@ def register(subparsers: Any) -> None:
         "--drain-timeout", type=float, default=60.0, help="seconds to wait for queues to empty"
     )
     parser.set_defaults(handler=run)
-
-
-def load_local_settings(path: Path) -> dict[str, str]:
-    """`Values` from a local.settings.json, if the file exists."""
-    if not path.exists():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise ConfigurationError(
-            str(path), f"is not a valid local.settings.json ({type(exc).__name__})"
-        ) from None
-    return {str(k): str(v) for k, v in values.items()}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -248,6 +248,28 @@ def _tenant_pulls(table: Any, tenant: str, now: datetime, max_age: float) -> tup
     return True, {**info, "status": "ok"}
 
 
+def _no_sink_problem(settings: Settings) -> str | None:
+    """The timer refuses to run without a sink: say so here rather than report stale pulls an hour later."""
+    from shared.alerts.config import AlertConfig
+
+    try:
+        sinks = AlertConfig.from_settings(settings).sinks
+    except ConfigurationError as exc:
+        return f"alert settings: {exc}"
+    return None if sinks else "MCAS_ALERT_SINKS names no sink: the alert timer does not run"
+
+
+def _future_checkpoint(tenant: str, now: datetime) -> str | None:
+    """A watermark in the future makes every pull deliver nothing; it must show here, not only in logs."""
+    from shared.alerts.checkpoints import STREAM_SCHEDULED, checkpoint_store, future_problem
+
+    checkpoint = checkpoint_store().load(STREAM_SCHEDULED, tenant)
+    if checkpoint is None:
+        return None
+    problem = future_problem(checkpoint.watermark_ms, now_s=now.timestamp())
+    return f"checkpoint {problem}; repair with `mcasctl alerts checkpoint set`" if problem else None
+
+
 def check_pulls(settings: Settings, timeout: float) -> CheckResult:
     from shared.storage import TABLE_HEALTH, table_client
 
@@ -256,8 +278,14 @@ def check_pulls(settings: Settings, timeout: float) -> CheckResult:
     now = datetime.now(UTC)
     tenants: dict[str, Any] = {}
     bad: list[str] = []
+    no_sink = _no_sink_problem(settings)
+    if no_sink:
+        bad.append(no_sink)
     for profile in settings.tenants:
         ok, info = _tenant_pulls(table, profile.name, now, max_age)
+        future = _future_checkpoint(profile.name, now)
+        if future:
+            ok, info = False, {**info, "status": "future_checkpoint", "detail": future}
         tenants[profile.name] = info
         if not ok:
             bad.append(f"{profile.name} ({info['detail']})")

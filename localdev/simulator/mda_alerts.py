@@ -5,7 +5,10 @@ so `date` filters are two bisects and a page is a slice: a 20,000-alert pull in 
 filters are compiled once per request into a predicate and applied only to the date-bounded slice.
 
 Choices where the service is undocumented (mcas-api.md §10):
-- `skip` above `max_skip` (default 5000) is refused with 400, so clients must page by time beyond it (§4.2).
+- `skip` above `max_skip` (default 5000) is refused with 400, so clients must page by time beyond it (§4.2);
+  the documentation states no such limit (public clients avoid deep skips), so the app never relies on the
+  refusal: it pages by time and stops before the ceiling itself.
+- `risk` and `source` filters are documented without values or operators; both are accepted leniently.
 - `total` is capped at `total_cap` (default None = exact); when capped, `moreThanTotal` is true.
 - `max` is the effective page size. Close endpoints answer 200 even when some ids are unknown
   (`alertsNotFound`).
@@ -207,6 +210,50 @@ class _FilterCompiler:
 
     def _f_resolutionStatus(self, op: str, value: Any) -> None:
         self._int_field("resolutionStatus", "resolutionStatusValue", op, value)
+
+    def _f_risk(self, op: str, value: Any) -> None:
+        """Documented as an int filter without operators or meaning; read here as the alert's `risk` or,
+        absent, its `threatScore`, with eq/neq and the comparison operators (lenient: UNCONFIRMED)."""
+
+        def risk(a: Alert) -> int:
+            value = a.get("risk", a.get("threatScore", 0))
+            return value if isinstance(value, int) else 0
+
+        if op in ("eq", "neq"):
+            self._int_field("risk", risk, op, value)
+            return
+        bounds = {"gte": 0, "gt": 1, "lte": 0, "lt": -1}
+        if op not in bounds:
+            raise self._bad_op("risk", op)
+        limit = as_int(value, f"risk.{op}")
+        if limit is None:
+            raise bad_request(f"Invalid value for risk.{op}")
+        limit += bounds[op]
+        if op in ("gte", "gt"):
+            self.preds.append(lambda a: risk(a) >= limit)
+        else:
+            self.preds.append(lambda a: risk(a) <= limit)
+
+    def _f_source(self, op: str, value: Any) -> None:
+        """Documented as a string `eq` filter, "built-in or policy"; the values are not documented. An alert's
+        source here is its `source` field or, absent, "built-in" for system alerts and "policy" otherwise;
+        the comparison ignores case, separators and a trailing "_alert" (lenient: UNCONFIRMED)."""
+        if op not in ("eq", "neq"):
+            raise self._bad_op("source", op)
+
+        def norm(text: Any) -> str:
+            word = "".join(ch for ch in str(text).lower() if ch.isalnum())
+            return word.removesuffix("alert").removesuffix("alerts")
+
+        wanted = {norm(v) for v in _values(op, value, "source")}
+
+        def source(a: Alert) -> str:
+            return norm(a.get("source") or ("built-in" if a.get("isSystemAlert") else "policy"))
+
+        if op == "eq":
+            self.preds.append(lambda a: source(a) in wanted)
+        else:
+            self.preds.append(lambda a: source(a) not in wanted)
 
     def _f_alertType(self, op: str, value: Any) -> None:
         self._int_field("alertType", lambda a: ALERT_TYPE_BY_TITLE.get(a["title"], 0), op, value)

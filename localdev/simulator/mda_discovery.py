@@ -15,6 +15,14 @@ service is:
 
 UNCONFIRMED shapes chosen here (§10): success `{"success": true, "inputStreamId": "<24 hex>"}`; other 400s
 carry `{"detail": ...}` only (the one documented `errorMessageCode` is used for the unknown data source).
+
+Behaviour the documentation does not describe, chosen here to be strict (the app must not rely on any of it
+to decide that an upload is finished or terminal; it strips a BOM itself and treats any refusal after an
+ambiguous `done_upload` as "outcome unknown"):
+- a second `done_upload` for the same URL is refused with 400;
+- a file starting with a UTF-8 BOM is refused at `done_upload` with 400;
+- `uploadAsSnapshot` is read as a boolean (the docs say the report is a snapshot when it is *set*; clients
+  send it only for snapshots). The keys each call sent are recorded in `finished[...]["keys"]`.
 """
 
 from __future__ import annotations
@@ -373,7 +381,7 @@ class DiscoveryService:
                     "Invalid uploadUrl: it was not issued by upload_url for this tenant "
                     "(pass the exact URL returned)"
                 )
-            if upload.finalized:
+            if upload.finalized:  # undocumented: the real service's answer to a repeat is unknown
                 raise bad_request("This upload was already processed; request a new upload_url")
             stream = next(
                 (s for s in self.streams if s["displayName"] == stream_name and s["streamType"] == 1), None
@@ -390,7 +398,7 @@ class DiscoveryService:
                 size, sha256, head = upload.blob.size, upload.blob.sha256, upload.blob.head
             if size == 0:
                 raise bad_request("The uploaded file is empty")
-            if head.startswith(UTF8_BOM):
+            if head.startswith(UTF8_BOM):  # undocumented refusal: Cloud Discovery may just fail to parse
                 raise bad_request(
                     "The uploaded file starts with a UTF-8 byte order mark (BOM); remove it and upload again"
                 )
@@ -426,6 +434,7 @@ class DiscoveryService:
                     "provider": upload.provider,
                     "backend": upload.backend,
                     "finished_at": iso_ms(now_ms),
+                    "keys": sorted(str(k) for k in params),
                 }
             )
             return {"success": True, "inputStreamId": stream_id}

@@ -16,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import TransientError
+from shared.errors import TerminalError, TransientError
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -36,6 +37,38 @@ class CheckpointConflict(TransientError):
 
 class CheckpointRegression(RuntimeError):
     """A programming error: an attempt to move a watermark backwards."""
+
+
+# How far ahead of this machine's clock a watermark may be (server and worker clocks differ a little).
+CLOCK_SKEW_S = 300.0
+
+
+class FutureCheckpointError(TerminalError):
+    """A watermark beyond now: every later pull would ask for alerts created in the future and deliver
+    nothing, silently. Refused on write; a stored one makes every run fail loudly until it is repaired."""
+
+
+def iso_ms(epoch_ms: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+def future_problem(watermark_ms: int, *, now_s: float) -> str | None:
+    """Why `watermark_ms` is unacceptable as a checkpoint, or None when it is not beyond now (+ skew)."""
+    if watermark_ms <= (now_s + CLOCK_SKEW_S) * 1000:
+        return None
+    return (
+        f"its watermark {iso_ms(watermark_ms)} is in the future (now {iso_ms(int(now_s * 1000))}): "
+        "no alert would ever be delivered"
+    )
+
+
+def refuse_future(stream: str, key: str, checkpoint: Checkpoint, *, now_s: float) -> None:
+    problem = future_problem(checkpoint.watermark_ms, now_s=now_s)
+    if problem is not None:
+        raise FutureCheckpointError(
+            f"checkpoint {stream}/{key}: {problem}; repair it with `mcasctl alerts checkpoint set --since "
+            f"TIME --tenant {key}` or `mcasctl alerts checkpoint reset --tenant {key}`"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,7 +126,8 @@ class CheckpointStore(Protocol):
     def save(self, stream: str, key: str, checkpoint: Checkpoint) -> Checkpoint:
         """Write conditionally on `checkpoint.etag` (None: only if absent); return it with the new ETag.
 
-        Raises CheckpointConflict when another writer got there first.
+        Raises CheckpointConflict when another writer got there first, FutureCheckpointError (nothing
+        written) when the watermark lies beyond now.
         """
         ...
 
@@ -137,8 +171,9 @@ def _from_entity(entity: Any, etag: str | None) -> Checkpoint:
 class TableCheckpointStore:
     """Checkpoints as Table entities (PartitionKey = stream, RowKey = tenant or job key)."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, now: Callable[[], float] = time.time) -> None:
         self._table = table
+        self._now = now
 
     def load(self, stream: str, key: str) -> Checkpoint | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -154,6 +189,7 @@ class TableCheckpointStore:
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
+        refuse_future(stream, key, checkpoint, now_s=self._now())
         entity = _to_entity(stream, key, checkpoint)
         try:
             if checkpoint.etag is None:
@@ -169,14 +205,33 @@ class TableCheckpointStore:
             raise CheckpointConflict(f"checkpoint {stream}/{key} was changed by another run") from exc
         return replace(checkpoint, etag=str(meta.get("etag")))
 
+    def delete(self, stream: str, key: str, *, etag: str | None) -> bool:
+        """Remove the checkpoint (only if unchanged since read with `etag`); False when there was none."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            if etag is None:
+                self._table.delete_entity(stream, key)
+            else:
+                self._table.delete_entity(
+                    stream, key, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except ResourceNotFoundError:
+            return False
+        except ResourceModifiedError as exc:
+            raise CheckpointConflict(f"checkpoint {stream}/{key} was changed by another run") from exc
+        return True
+
 
 class MemoryCheckpointStore:
     """Same semantics in memory (unit tests, `mcasctl` dry runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, now: Callable[[], float] = time.time) -> None:
         self._rows: dict[tuple[str, str], tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._version = 0
+        self._now = now
         self.writes = 0
 
     def load(self, stream: str, key: str) -> Checkpoint | None:
@@ -187,6 +242,7 @@ class MemoryCheckpointStore:
         return _from_entity(json.loads(row[0]), f"v{row[1]}")
 
     def save(self, stream: str, key: str, checkpoint: Checkpoint) -> Checkpoint:
+        refuse_future(stream, key, checkpoint, now_s=self._now())
         with self._lock:
             current = self._rows.get((stream, key))
             current_etag = f"v{current[1]}" if current else None
@@ -196,6 +252,16 @@ class MemoryCheckpointStore:
             self._rows[(stream, key)] = (json.dumps(_to_entity(stream, key, checkpoint)), self._version)
             self.writes += 1
             return replace(checkpoint, etag=f"v{self._version}")
+
+    def delete(self, stream: str, key: str, *, etag: str | None) -> bool:
+        with self._lock:
+            current = self._rows.get((stream, key))
+            if current is None:
+                return False
+            if etag is not None and f"v{current[1]}" != etag:
+                raise CheckpointConflict(f"checkpoint {stream}/{key} was changed by another run")
+            del self._rows[(stream, key)]
+            return True
 
 
 def checkpoint_store() -> CheckpointStore:

@@ -190,7 +190,11 @@ class BlobSink:
 
 
 class FileSink:
-    """`mcasctl alerts pull --out FILE.ndjson`: appended and fsynced before the checkpoint commits."""
+    """`mcasctl alerts pull|export --out FILE.ndjson`: appended and fsynced before the checkpoint commits.
+
+    The file only ever holds whole lines: a page that fails half-way (Ctrl-C, a full disk) is cut back off,
+    and a line left incomplete by a killed process is removed when the file is next opened for appending.
+    """
 
     name = "file"
     order = 20
@@ -200,13 +204,45 @@ class FileSink:
         self._lock = threading.Lock()
 
     def deliver(self, batch: AlertBatch, *, deadline: float | None) -> None:
+        data = batch.ndjson()
         try:
-            with self._lock, self.path.open("ab") as handle:
-                handle.write(batch.ndjson())
-                handle.flush()
-                os.fsync(handle.fileno())
+            with self._lock:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    start = os.fstat(fd).st_size
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                        os.fsync(fd)
+                    except BaseException:
+                        os.ftruncate(fd, start)  # never leave half a page (or half a line) behind
+                        raise
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path.name} ({exc.strerror})") from exc
+
+
+def trim_partial_line(path: Path) -> int:
+    """Cut a trailing incomplete line (a process killed mid-write) off `path`; return the bytes removed."""
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            step = min(65536, end)
+            handle.seek(end - step)
+            chunk = handle.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                end = end - step + newline + 1
+                break
+            end -= step
+        if end < size:
+            handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return size - end
 
 
 class WebhookSink:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
 _STALE_GRACE = 60.0
+_CERTIFICATE_TYPES = frozenset({"application/x-pem-file", "application/x-pkcs12"})
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,13 @@ class AzureSecretReader:
         )
         from azure.identity import CredentialUnavailableError
 
+        if not _SECRET_NAME.match(name):
+            # Key Vault answers a bare 400 for these; say what is wrong and where the name comes from.
+            raise SecretNotFoundError(
+                f"{name!r} is not a valid Key Vault secret name: names hold only letters, digits and dashes "
+                "(1-127 characters), e.g. mcas-client-secret; check the *_NAME / *_SECRET settings "
+                "(MCAS_CLIENT_SECRET_NAME, MCAS_WEBHOOK_SECRET_NAME, ...)"
+            )
         try:
             secret = self._secret_client().get_secret(name)
         except ResourceNotFoundError:
@@ -125,6 +135,8 @@ class AzureSecretReader:
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise RetryableError(f"Key Vault unreachable ({type(exc).__name__})") from None
         value = secret.value or ""
+        if secret.properties.content_type not in _CERTIFICATE_TYPES:  # PEM ends with a newline by design
+            value = _without_trailing_newline(name, value)
         register_secret(value)
         return SecretValue(
             name=name,
@@ -132,6 +144,20 @@ class AzureSecretReader:
             content_type=secret.properties.content_type,
             version=secret.properties.version,
         )
+
+
+def _without_trailing_newline(name: str, value: str) -> str:
+    """`... -o tsv | az keyvault secret set --file /dev/stdin` stores the newline too, and Entra then refuses
+    the secret. No credential this app reads ends in a line break, so one is dropped (with a warning)."""
+    stripped = value.rstrip("\r\n")
+    if stripped != value and stripped:
+        _log.warning(
+            "Key Vault secret %r ends with a line break; ignoring it. Store the value without one "
+            "(az keyvault secret set --value \"$(...)\", or printf '%%s' ... | ... --file /dev/stdin)",
+            name,
+        )
+        return stripped
+    return value
 
 
 def _status(exc: Exception) -> str:

@@ -84,7 +84,12 @@ class MdaDiscoveryApi:
         return UploadTarget(url=url, provider=provider)
 
     def done_upload(self, url: str, stream: str, snapshot: bool, *, deadline: float | None) -> Any:
-        payload = {"uploadUrl": url, "inputStreamName": stream, "uploadAsSnapshot": snapshot}
+        # The report is a snapshot when `uploadAsSnapshot` is *set* (learn.microsoft.com/defender-cloud-apps/
+        # api-discovery-finalize-upload); the documented examples omit it for a data source, so send it only
+        # for snapshots.
+        payload: dict[str, Any] = {"uploadUrl": url, "inputStreamName": stream}
+        if snapshot:
+            payload["uploadAsSnapshot"] = True
         try:
             return self._client.request(
                 "POST", DONE_UPLOAD_PATH, json=payload, idempotent=False, deadline=deadline

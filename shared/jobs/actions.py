@@ -4,7 +4,8 @@
   so the rate limiter, 429 handling and retries are the alert client's; close safety (no blind re-POST,
   re-check after an ambiguous failure) is `AlertsApi.close`'s.
 - A redelivered close job (the queue retried it, or a worker died mid-way) first reads the alerts' state and
-  only closes those still open: the API may already have applied the first attempt.
+  only closes those not yet in the state the job asks for: the API may already have applied the first
+  attempt, and an alert closed earlier with another classification is still closed as asked.
 - mark_read / mark_unread read state first too (one list call per 100 ids) and only touch alerts not already
   in the wanted state - one API call per alert is the expensive part under 30 requests per minute.
 - discovery.upload: the discovery feature's own job parser and `upload_blob_job` (streamed, idempotent by
@@ -174,10 +175,13 @@ def _close(
     already_closed: list[str] = []
     pending = ids
     if context.redelivered:
+        from shared.mda.alerts import RESOLUTION_AFTER_CLOSE
+
+        wanted = RESOLUTION_AFTER_CLOSE[kind]
         states = _states(api, ids, "resolutionStatusValue", deadline, stats)
         not_found = [i for i in ids if i not in states]
-        already_closed = [i for i in ids if i in states and states[i] not in (OPEN, None)]
-        pending = [i for i in ids if i in states and states[i] in (OPEN, None)]
+        already_closed = [i for i in ids if i in states and states[i] == wanted]
+        pending = [i for i in ids if i in states and states[i] != wanted]
         log.info(
             "close_%s redelivered: %d still open, %d already closed, %d not found [%s]",
             kind,

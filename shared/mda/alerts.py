@@ -4,6 +4,11 @@ Closing is the one non-idempotent operation here and is NEVER retried blindly (p
 client re-POSTs close calls through urllib3 retries). After an ambiguous failure (5xx, timeout, dropped
 connection) the alerts' state is read back and only those still open are sent again; a 429 or 4xx is a
 clear refusal and follows the client's normal rules.
+
+"Already done" means in the state the close asks for (`resolutionStatusValue` 4 benign, 3 false positive,
+5 true positive), not merely "not open": an alert closed earlier with another classification is closed again
+as asked, exactly as it would have been had the first call not failed, so the outcome never depends on
+whether a call happened to fail.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ CLOSE_REASONS: dict[CloseKind, frozenset[int] | None] = {
     "true_positive": None,
 }
 OPEN = 0
+# resolutionStatusValue an alert has after each close call (mcas-api.md: 3 FP, 4 benign, 5 TP).
+RESOLUTION_AFTER_CLOSE: dict[CloseKind, int] = {"benign": 4, "false_positive": 3, "true_positive": 5}
 _ALERT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 
 
@@ -50,7 +57,7 @@ class CloseResult:
     kind: CloseKind
     requested: int
     closed: int = 0  # as reported by the API
-    confirmed_by_recheck: list[str] = field(default_factory=list)  # found closed after an ambiguous failure
+    confirmed_by_recheck: list[str] = field(default_factory=list)  # found as asked after an ambiguous failure
     not_found: list[str] = field(default_factory=list)
     rechecks: int = 0
 
@@ -214,8 +221,8 @@ class AlertsApi:
     ) -> CloseResult:
         """Close alerts as benign, false positive or true positive, 100 ids a call. Investigation.manage.
 
-        Never re-sent blindly: after an ambiguous failure the chunk's alerts are re-read and only those still
-        open are closed again (at most `max_rechecks` times); then the ambiguous error is raised.
+        Never re-sent blindly: after an ambiguous failure the chunk's alerts are re-read and only those not
+        yet in the wanted state are closed again (at most `max_rechecks` times); then the error is raised.
         """
         if kind not in CLOSE_KINDS:
             raise ValidationError(f"close kind must be one of {', '.join(CLOSE_KINDS)}, got {kind!r}")
@@ -277,12 +284,12 @@ class AlertsApi:
                 log.warning(
                     "close_%s of %d alerts is ambiguous (%s); re-reading their state", kind, len(pending), exc
                 )
-                still_open, closed, missing = self._state_of(pending, deadline=deadline, stats=stats)
-                result.confirmed_by_recheck.extend(closed)
+                needed, done, missing = self._state_of(kind, pending, deadline=deadline, stats=stats)
+                result.confirmed_by_recheck.extend(done)
                 result.not_found.extend(missing)
-                if not still_open:
+                if not needed:
                     return
-                pending = still_open
+                pending = needed
                 continue
             if isinstance(answer, dict):
                 count = answer.get(f"closed_{kind}")
@@ -293,12 +300,13 @@ class AlertsApi:
             return
 
     def _state_of(
-        self, ids: list[str], *, deadline: float | None, stats: RequestStats | None
+        self, kind: CloseKind, ids: list[str], *, deadline: float | None, stats: RequestStats | None
     ) -> tuple[list[str], list[str], list[str]]:
-        """(still open, closed, not found) for up to 100 ids, via one idempotent list call."""
+        """(still to close, already as wanted, not found) for up to 100 ids, via one idempotent list call."""
         page = self.query(Filter().ids(ids), limit=PAGE_LIMIT, deadline=deadline, stats=stats)
         status = {a.get("_id"): a.get("resolutionStatusValue") for a in page.alerts}
-        still_open = [i for i in ids if i in status and status[i] == OPEN]
-        closed = [i for i in ids if i in status and status[i] != OPEN]
+        wanted = RESOLUTION_AFTER_CLOSE[kind]
+        needed = [i for i in ids if i in status and status[i] != wanted]
+        done = [i for i in ids if i in status and status[i] == wanted]
         missing = [i for i in ids if i not in status]
-        return still_open, closed, missing
+        return needed, done, missing

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from mcasctl import cli, host_cmd
+from mcasctl import cli, settings_file
 from shared.errors import ConfigurationError
 
 
@@ -45,11 +45,11 @@ def test_host_once_with_a_private_azurite_drains_and_exits(capsys, tmp_path, mon
 def test_local_settings_values_are_read(tmp_path):
     path = tmp_path / "local.settings.json"
     path.write_text(json.dumps({"IsEncrypted": False, "Values": {"A": "1", "B": 2}}))
-    assert host_cmd.load_local_settings(path) == {"A": "1", "B": "2"}
-    assert host_cmd.load_local_settings(tmp_path / "missing.json") == {}
+    assert settings_file.load_local_settings(path) == {"A": "1", "B": "2"}
+    assert settings_file.load_local_settings(tmp_path / "missing.json") == {}
     path.write_text("{not json")
     with pytest.raises(ConfigurationError, match=r"local\.settings\.json"):
-        host_cmd.load_local_settings(path)
+        settings_file.load_local_settings(path)
 
 
 def test_simulate_delegates_to_the_simulator_module_with_extra_arguments(monkeypatch, tmp_path):

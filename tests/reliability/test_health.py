@@ -55,6 +55,7 @@ def _record(tenant: str, *, ended_ago_s: float, error: str | None = None, lag_s:
 def tenant(app_env, monkeypatch) -> str:
     name = f"health-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("MCAS_TENANT_NAME", name)
+    monkeypatch.setenv("MCAS_ALERT_SINKS", "blob")
     reset_all_caches()
     return name
 
