@@ -25,6 +25,7 @@ from typing import Any
 
 from mcasctl import outfile
 from mcasctl.errors import Interrupted, UsageError
+from shared.errors import ConfigurationError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -136,7 +137,7 @@ def run_pull(args: argparse.Namespace) -> int:
     settings = get_settings()
     config = AlertConfig.from_settings(settings)
     if not config.sinks and args.out is None:
-        raise UsageError("MCAS_ALERT_SINKS", "names no sink; set it or pass --out FILE.ndjson")
+        raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink; set it or pass --out FILE.ndjson")
     extra: list[Sink] = []
     if args.out is not None:
         extra.append(FileSink(outfile.prepare(args.out, append=args.append, overwrite=args.overwrite)))

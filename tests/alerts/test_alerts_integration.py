@@ -132,7 +132,7 @@ def test_mcasctl_pull_writes_ndjson_and_resumes_from_the_checkpoint(
     assert f"alerts={len(got)}" in summary and "429s=0" in summary
 
     new = sim.mda("contoso", "POST", "alerts/add", {"count": 3})
-    assert main(["alerts", "pull", "--since", "2020-01-01T00:00:00Z", "--out", str(out)]) == 0
+    assert main(["alerts", "pull", "--since", "2020-01-01T00:00:00Z", "--out", str(out), "--overwrite"]) == 0
     again = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(again) == sorted(new["ids"])  # --since is ignored once a checkpoint exists
 
