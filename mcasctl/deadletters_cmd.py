@@ -3,8 +3,10 @@
 - `list [--source NAME] [--json]`: one line per letter (id, time, source, correlation id, reason), newest
   first; never the message bodies.
 - `show ID [--json]`: every field of one letter, the body pretty-printed when it is JSON.
-- `replay ID [--queue NAME]`: put the original body back on the queue it came from (a `<queue>-poison`
-  source goes back to `<queue>`), or onto NAME, then delete the letter.
+- `replay ID [--queue NAME] [--force] [--json]`: put the original body back on the queue it came from (a
+  `<queue>-poison` source goes back to `<queue>`), or onto NAME, then delete the letter. Only queues that a
+  function of this app reads are accepted (a mistyped name would create a queue nobody reads and lose the
+  letter); `--force` allows any queue. The letter is deleted only after the message was queued.
 
 Everything printed goes through the auth helper's redaction, so a body that carried a token or a signature
 does not put it on an operator's screen. An unknown id exits non-zero with a one-line reason.
@@ -18,6 +20,7 @@ import re
 import sys
 from typing import Any
 
+from mcasctl.errors import UsageError
 from shared.auth.redaction import install_redaction, redact
 from shared.errors import ValidationError
 
@@ -47,6 +50,10 @@ def register(subparsers: Any) -> None:
     replay = commands.add_parser("replay", help="put a dead letter back on its queue and delete it")
     replay.add_argument("id", metavar="ID")
     replay.add_argument("--queue", metavar="NAME", help="replay onto this queue instead of the original")
+    replay.add_argument(
+        "--force", action="store_true", help="allow a queue no function reads (created if missing)"
+    )
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
     replay.set_defaults(handler=run_replay)
 
 
@@ -118,7 +125,31 @@ def run_replay(args: argparse.Namespace) -> int:
     if not _QUEUE_NAME.match(target):
         hint = "" if args.queue else "; pass --queue NAME to choose the queue"
         raise ValidationError(f"{target!r} is not a valid queue name{hint}")
-    replay(letter.id, queue=target)
-    print(f"replayed dead letter {letter.id} to queue {target}")
+    readable = trigger_queues()
+    if target not in readable and not args.force:
+        raise UsageError(
+            "--queue",
+            f"{target!r} is not a queue any function reads ({', '.join(sorted(readable))}); the dead letter "
+            "was kept. Pass --force to replay onto it anyway",
+        )
+    replay(letter.id, queue=target, create_queue=args.force or target in readable)
+    if args.json:
+        print(json.dumps({"id": letter.id, "queue": target, "replayed": True}))
+    else:
+        print(f"replayed dead letter {letter.id} to queue {target}")
     sys.stdout.flush()
     return 0
+
+
+def trigger_queues() -> set[str]:
+    """The queues a function of this app is triggered by (poison queues excluded: they only dead-letter)."""
+    from localdev.host.index import app_functions
+    from mcasctl.host_cmd import _load_app
+
+    names: set[str] = set()
+    for function in app_functions(_load_app()):
+        for binding in function.get_bindings():
+            spec = binding.get_dict_repr()
+            if spec.get("type") == "queueTrigger" and not str(spec.get("queueName")).endswith("-poison"):
+                names.add(str(spec["queueName"]))
+    return names

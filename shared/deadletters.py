@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import ValidationError
 from shared.storage import CONTAINER_DEAD_LETTERS, container_client, queue_client
 from shared.telemetry import metrics
 
@@ -118,11 +119,20 @@ def get_letter(letter: str) -> DeadLetter:
     return DeadLetter(**data)
 
 
-def replay(letter: str, *, queue: str | None = None) -> DeadLetter:
-    """Put the original body back on its queue (or another) and remove the letter."""
+def replay(letter: str, *, queue: str | None = None, create_queue: bool = False) -> DeadLetter:
+    """Put the original body back on its queue (or another) and then remove the letter.
+
+    The queue must exist unless `create_queue`: a mistyped name fails (the letter stays) instead of
+    creating a queue nothing reads. The letter is deleted only once the message is on the queue.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
     found = get_letter(letter)
     target = queue or found.source.removesuffix("-poison")
-    queue_client(target).send_message(found.body)
+    try:
+        queue_client(target, create=create_queue).send_message(found.body)
+    except ResourceNotFoundError:
+        raise ValidationError(f"queue {target!r} does not exist; the dead letter was kept") from None
     container_client(CONTAINER_DEAD_LETTERS).delete_blob(f"{found.id}.json")
     log.info("replayed dead letter %s to %s", found.id, target)
     return found

@@ -100,30 +100,62 @@ def test_show_prints_every_field_and_the_body_with_secrets_redacted(run, queue_n
     assert FAKE_JWT not in out and FAKE_SIGNATURE not in out
 
 
-def test_replay_puts_the_body_back_on_the_original_queue_and_removes_the_letter(run, queue_name):
-    body = json.dumps({"job": "replay-me", "correlationId": "corr-replay"})
-    letter = _letter(queue_name, body)
-    _drain(queue_name)
+def _take(name: str, body: str) -> bool:
+    """Remove `body` from queue `name` (other tests' messages are left alone); True if it was there."""
+    client = queue_client(name)
+    found = False
+    for message in client.receive_messages(max_messages=32, visibility_timeout=1):
+        if message.content == body:
+            client.delete_message(message)
+            found = True
+    return found
+
+
+def test_replay_puts_the_body_back_on_the_original_queue_and_removes_the_letter(run):
+    from shared.storage import QUEUE_ALERT_PULL_JOBS
+
+    body = json.dumps({"job": f"replay-me-{uuid.uuid4().hex}", "correlationId": "corr-replay"})
+    letter = _letter(QUEUE_ALERT_PULL_JOBS, body)
 
     code, out, err = run("replay", letter.id)
     assert (code, err) == (0, "")
-    assert out.strip() == f"replayed dead letter {letter.id} to queue {queue_name}"
-    assert _drain(queue_name) == [body]  # the original body, unchanged, on the queue without -poison
+    assert out.strip() == f"replayed dead letter {letter.id} to queue {QUEUE_ALERT_PULL_JOBS}"
+    assert _take(QUEUE_ALERT_PULL_JOBS, body)  # the original body, unchanged, on the queue without -poison
     with pytest.raises(ValidationError, match="no dead letter"):
         get_letter(letter.id)
 
-    code, out, _ = run("list", "--source", f"{queue_name}-poison")
-    assert code == 0 and out.strip() == f"no dead letters from {queue_name}-poison"
 
-
-def test_replay_onto_another_queue(run, queue_name):
+def test_replay_onto_another_queue_needs_force(run, queue_name):
     letter = _letter(queue_name, "plain text body")
     target = f"{queue_name}-elsewhere"
 
-    code, out, _ = run("replay", letter.id, "--queue", target)
-    assert code == 0 and out.strip().endswith(f"to queue {target}")
+    code, out, _ = run("replay", letter.id, "--queue", target, "--force", "--json")
+    assert code == 0 and json.loads(out) == {"id": letter.id, "queue": target, "replayed": True}
     assert _drain(target) == ["plain text body"]
     assert _drain(queue_name) == []
+
+
+def test_replay_to_a_queue_no_function_reads_is_refused_and_keeps_the_letter(run, queue_name):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    letter = _letter(queue_name, "keep me")
+    typo = "no-such-queue-" + uuid.uuid4().hex[:8]
+
+    code, out, err = run("replay", letter.id, "--queue", typo)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{typo!r} is not a queue any function reads" in err and "mcas-jobs" in err
+    assert get_letter(letter.id).body == "keep me"  # not deleted
+    with pytest.raises(ResourceNotFoundError):
+        queue_client(typo, create=False).get_queue_properties()  # and no queue was created
+
+
+def test_replay_deletes_the_letter_only_after_the_message_was_queued(app_env, queue_name):
+    from shared.deadletters import replay
+
+    letter = _letter(queue_name, "still here")
+    with pytest.raises(ValidationError, match="does not exist; the dead letter was kept"):
+        replay(letter.id, queue=f"{queue_name}-missing")
+    assert get_letter(letter.id).body == "still here"
 
 
 @pytest.mark.parametrize("action", ["show", "replay"])
@@ -146,5 +178,5 @@ def test_replay_of_a_letter_from_an_endpoint_needs_an_explicit_queue(run):
         assert "is not a valid queue name; pass --queue NAME" in err
         assert get_letter(letter.id).id == letter.id  # still there
     finally:
-        code, _, _ = run("replay", letter.id, "--queue", f"dlq-test-{uuid.uuid4().hex[:12]}")
+        code, _, _ = run("replay", letter.id, "--queue", f"dlq-test-{uuid.uuid4().hex[:12]}", "--force")
         assert code == 0
