@@ -1,34 +1,42 @@
 """`mcasctl host`: run function_app.app on the local host (HTTP, queue triggers over Azurite, timers).
 
-    mcasctl host                      serve until Ctrl-C (HTTP on 127.0.0.1, queues, timers on schedule)
-    mcasctl host --azurite            the same with a private in-memory Azurite as AzureWebJobsStorage
-    mcasctl host --run-timer NAME     run one timer now, process the queue messages it caused, exit
-    mcasctl host --once               process the queued messages (retries and poisoning included), exit
+  mcasctl host                      serve until Ctrl-C (HTTP on 127.0.0.1, queues, timers on schedule)
+  mcasctl host --azurite            the same with a private in-memory Azurite as AzureWebJobsStorage
+  mcasctl host --run-timer NAME     run one timer now (printing what it did), process the queue
+                                    messages it caused, exit (e.g. --run-timer alerts_pull_timer)
+  mcasctl host --once               process the queued messages (retries and poisoning included), exit
 
 App settings come from the environment, then local.settings.json `Values` for names not already set (like
-`func start`).
+`func start`). Event Grid is not emulated: to have the discovery function upload a log, use
+`mcasctl discovery drop FILE --source SOURCE --stream NAME` (it stores the blob and queues the BlobCreated
+event as the subscription would).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import threading
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from mcasctl.settings_file import load_local_settings
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, McasError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "host", help="run the Functions app on the local host", description=__doc__
+        "host",
+        help="run the Functions app on the local host",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--once", action="store_true", help="drain the trigger queues, then exit")
@@ -80,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
 def _one_shot(host: Any, args: argparse.Namespace) -> int:
     try:
         for name in args.run_timer:
-            host.run_timer(name)
+            with _app_log_lines() as lines:
+                try:
+                    host.run_timer(name)
+                except Exception as exc:
+                    for line in lines:
+                        print(f"timer {name}: {line}")
+                    raise McasError(f"timer {name} failed: {' '.join(str(exc).split())}") from exc
+            for line in lines:
+                print(f"timer {name}: {line}")
             print(f"timer {name}: ran")
         if any(spec.kind == "queue" for spec in host.functions.values()):
             stats = host.drain_queues(timeout=args.drain_timeout)
@@ -90,6 +106,35 @@ def _one_shot(host: Any, args: argparse.Namespace) -> int:
     finally:
         host.stop()
     return 0
+
+
+@contextmanager
+def _app_log_lines() -> Iterator[list[str]]:
+    """What the app logs while a timer runs (its own INFO lines, anyone's warnings), as plain lines."""
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            own = record.name.startswith(("shared", "functions"))
+            if own or record.levelno >= logging.WARNING:
+                level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+                self.lines.append(level + " ".join(record.getMessage().split()))
+
+    handler = Collect()
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("shared", "functions")}
+    for name in saved:
+        logging.getLogger(name).setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _wait_for_ctrl_c_or_sigterm() -> None:

@@ -8,7 +8,7 @@ errors whose message tells the operator what to fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shared.errors import TerminalError
 from shared.mda.errors import BadRequestError, MalformedResponseError, NotFoundError
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 UPLOAD_URL_PATH = "/api/v1/discovery/upload_url/"
 DONE_UPLOAD_PATH = "/api/v1/discovery/done_upload/"
+STREAMS_PATH = "/api/discovery/streams/"
 NOT_FOUND_INPUT_STREAM = "CONSOLE_DISCOVERY_SETTINGS_PARSE_LOG_TASK_ERROR_NOT_FOUND_INPUT_STREAM"
 
 
@@ -33,6 +34,13 @@ class InvalidSource(TerminalError):
 class UploadTarget:
     url: str  # exactly as returned: done_upload must get the same string
     provider: str
+
+
+@runtime_checkable
+class DataSourceLister(Protocol):
+    """Optional for a `DiscoveryApi`: the tenant's data source names, to check one before sending bytes."""
+
+    def data_sources(self, *, deadline: float | None) -> frozenset[str]: ...
 
 
 class DiscoveryApi(Protocol):
@@ -82,6 +90,23 @@ class MdaDiscoveryApi:
                 path=UPLOAD_URL_PATH,
             )
         return UploadTarget(url=url, provider=provider)
+
+    def data_sources(self, *, deadline: float | None) -> frozenset[str]:
+        """Names of the tenant's data sources (`GET /api/discovery/streams/`, no `v1`), views and one-off
+        snapshot reports excluded (streamType 3 and 5)."""
+        body = self._client.request("GET", STREAMS_PATH, idempotent=True, deadline=deadline)
+        streams = body.get("streams") if isinstance(body, dict) else body
+        if not isinstance(streams, list):
+            raise MalformedResponseError(
+                "the streams answer holds no streams list", status=200, method="GET", path=STREAMS_PATH
+            )
+        return frozenset(
+            str(s["displayName"])
+            for s in streams
+            if isinstance(s, dict)
+            and isinstance(s.get("displayName"), str)
+            and s.get("streamType") not in (3, 5)
+        )
 
     def done_upload(self, url: str, stream: str, snapshot: bool, *, deadline: float | None) -> Any:
         # The report is a snapshot when `uploadAsSnapshot` is *set* (learn.microsoft.com/defender-cloud-apps/

@@ -10,7 +10,13 @@ Policies that matter here:
   client; an ambiguous failure (5xx, dropped connection) is retried with the SAME URL - the blob behind it is
   the same, so a repeat cannot add data twice, whereas a fresh upload could;
 - transient failures that outlast the budget propagate (the queue redelivers the job), terminal ones carry a
-  reason for the dead-letter store.
+  reason for the dead-letter store;
+- before any byte is sent, the data source is looked up in the tenant's streams (listed once per uploader):
+  an unknown one is refused at once instead of after the whole file went out;
+- a snapshot split into several parts gives each part its own report, `<name>-part<i>of<n>` (one report
+  per `done_upload`; the same name for every part would make them collide);
+- a text log whose newest dated event is more than 90 days old is uploaded with a warning (in the result and
+  the log): Cloud Discovery does not process such events.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from shared.discovery.api import DiscoveryApi
+from shared.discovery.api import DataSourceLister, DiscoveryApi, UnknownDataSource
 from shared.discovery.config import DiscoveryConfig
 from shared.discovery.content import ByteSource, Part, plan_content
 from shared.discovery.ledger import (
@@ -77,6 +83,8 @@ class PartOutcome:
     method: str  # "single" | "blocks" | ""
     attempts: int
     put_seconds: float = 0.0  # the successful PUT (or blocks + commit) alone
+    name: str = ""  # the file name sent to upload_url
+    report: str = ""  # the data source (or snapshot report) name sent to done_upload
 
 
 @dataclass
@@ -90,6 +98,7 @@ class UploadResult:
     ended: str
     seconds: float
     parts: list[PartOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Uploader:
@@ -112,6 +121,8 @@ class Uploader:
         self._rng = rng
         self._session_factory = session_factory
         self._options = TransferOptions(config.single_put_bytes, config.block_bytes, config.concurrency)
+        self._data_sources: frozenset[str] | None = None  # listed once per uploader (one job or CLI run)
+        self._data_sources_checked = False
 
     def upload(
         self, request: UploadRequest, *, deadline: float | None = None, progress: Progress | None = None
@@ -139,7 +150,12 @@ class Uploader:
                 utc_now(),
                 time.monotonic() - began,
             )
+        if not request.snapshot:
+            self._check_data_source(request.stream, deadline)
         plan = plan_content(source, self._config.max_file_bytes)
+        warnings = [w for w in (_staleness(source, plan),) if w]
+        for warning in warnings:
+            log.warning("%s", warning)
         origin = OriginRecord(
             identity=source.identity,
             file=source.name,
@@ -167,7 +183,8 @@ class Uploader:
                 if done:
                     # Finalized by an earlier delivery (same blob version, same plan): only hash it.
                     whole = _hash_only(source, part, whole, meter)
-                    outcomes.append(PartOutcome(part.index, part.length, done, "resumed", "", 0))
+                    name = part_name(source.name, part.index, len(plan.parts))
+                    outcomes.append(PartOutcome(part.index, part.length, done, "resumed", "", 0, name=name))
                     continue
                 outcome, whole = self._part(
                     session,
@@ -202,6 +219,7 @@ class Uploader:
             ended,
             time.monotonic() - began,
             outcomes,
+            warnings,
         )
 
     # -- one part ------------------------------------------------------------------------------------------
@@ -220,6 +238,7 @@ class Uploader:
     ) -> tuple[PartOutcome, Any]:
         source = request.source
         name = part_name(source.name, part.index, count)
+        report = report_name(request.stream, part.index, count, snapshot=request.snapshot)
         started = utc_now()
         attempts = 0
         while True:
@@ -293,27 +312,25 @@ class Uploader:
                     target.stream,
                 )
                 outcome = PartOutcome(
-                    part.index, part.length, sha, "duplicate", method, attempts, put_seconds
+                    part.index, part.length, sha, "duplicate", method, attempts, put_seconds, name, report
                 )
                 return outcome, whole_after
             try:
-                self._done(upload.url, request, deadline)
+                self._done(upload.url, request, deadline, report)
             except TerminalError as exc:
                 self._ledger.put_content(replace(record, end=utc_now(), outcome=FAILED, error=_reason(exc)))
                 raise
             self._ledger.put_content(replace(record, end=utc_now()))
             metrics.add("upload_bytes", part.length, tenant=target.tenant)
             return PartOutcome(
-                part.index, part.length, sha, "uploaded", method, attempts, put_seconds
+                part.index, part.length, sha, "uploaded", method, attempts, put_seconds, name, report
             ), whole_after
 
-    def _done(self, url: str, request: UploadRequest, deadline: float) -> None:
+    def _done(self, url: str, request: UploadRequest, deadline: float, report: str) -> None:
         ambiguous: McasError | None = None
         for attempt in range(1, DONE_UPLOAD_ATTEMPTS + 1):
             try:
-                self._api.done_upload(
-                    url, request.stream, request.snapshot, deadline=self._call_deadline(deadline)
-                )
+                self._api.done_upload(url, report, request.snapshot, deadline=self._call_deadline(deadline))
                 return
             except (ServerError, ApiUnavailableError) as exc:
                 ambiguous = exc
@@ -334,6 +351,27 @@ class Uploader:
                     f"retry was refused ({exc}); check the Governance log before replaying"
                 ) from exc
 
+    def _check_data_source(self, stream: str, deadline: float) -> None:
+        """Refuse an unknown data source before any byte is sent (listed once; listing trouble only warns:
+        `done_upload` still checks)."""
+        if not isinstance(self._api, DataSourceLister):
+            return
+        if not self._data_sources_checked:
+            self._data_sources_checked = True
+            try:
+                self._data_sources = self._api.data_sources(deadline=self._call_deadline(deadline))
+            except McasError as exc:
+                log.warning(
+                    "could not list the tenant's data sources (%s); done_upload will check %r", exc, stream
+                )
+        if self._data_sources is not None and stream not in self._data_sources:
+            known = ", ".join(sorted(self._data_sources)) or "none"
+            raise UnknownDataSource(
+                f"unknown data source {stream!r} (the tenant has: {known}); nothing was sent. Create it in "
+                "the portal (Settings > Cloud Apps > Cloud Discovery > Automatic log upload > Data sources) "
+                "or upload as a snapshot"
+            )
+
     # -- helpers -------------------------------------------------------------------------------------------
 
     def _call_deadline(self, deadline: float) -> float:
@@ -353,6 +391,26 @@ class Uploader:
             self._ledger.finish_origin(key, record)
         except Exception:  # the original error matters more; the claim expires on its own
             log.exception("could not record the failed upload of %s", record.file)
+
+
+def report_name(stream: str, index: int, count: int, *, snapshot: bool) -> str:
+    """The `inputStreamName` of one part: the data source itself, or for a snapshot split into several
+    parts one report per part, `<name>-part<i>of<n>`."""
+    if not snapshot or count == 1:
+        return stream
+    return f"{stream}-part{index}of{count}"
+
+
+def _staleness(source: ByteSource, plan: Any) -> str | None:
+    from shared.discovery.freshness import SAMPLE_BYTES, staleness_warning
+
+    if plan.kind != "text":
+        return None
+    first, last = plan.parts[0], plan.parts[-1]
+    head = source.read(first.start, min(SAMPLE_BYTES, first.length))
+    tail_start = max(last.start, last.end - SAMPLE_BYTES)
+    tail = source.read(tail_start, last.end - tail_start) if last.end - tail_start > 0 else b""
+    return staleness_warning(source.name, (head, tail))
 
 
 def part_name(name: str, index: int, count: int) -> str:

@@ -1,6 +1,6 @@
-"""Operator mistakes that used to lose alerts, made on purpose through `mcasctl` over the simulator and Azurite:
-a future `--since`, a future checkpoint, an existing `--out` file, a half-written line; and the commands that
-show, repair and export around the checkpoint.
+"""Operator mistakes that used to lose alerts, made on purpose through `mcasctl` over the simulator and
+Azurite: a future `--since`, a future checkpoint, an existing `--out` file, a half-written line; and the
+commands that show, repair and export around the checkpoint.
 """
 
 from __future__ import annotations
@@ -191,7 +191,8 @@ def test_a_page_interrupted_while_writing_leaves_no_partial_line(tmp_path, monke
     path = tmp_path / "out.ndjson"
     path.write_bytes(b'{"id": "before"}\n')
     alert: Any = {"id": "x" * 24, "timestamp_ms": T0_MS, "title": "t" * 5000}
-    batch = AlertBatch.build("t", "alerts", "k", [alert, {**alert, "id": "y" * 24}])
+    other: Any = {**alert, "id": "y" * 24}
+    batch = AlertBatch.build("t", "alerts", "k", [alert, other])
     real_write = os.write
     calls = {"n": 0}
 
@@ -206,3 +207,111 @@ def test_a_page_interrupted_while_writing_leaves_no_partial_line(tmp_path, monke
         FileSink(path).deliver(batch, deadline=None)
     monkeypatch.setattr(os, "write", real_write)
     assert path.read_bytes() == b'{"id": "before"}\n'
+
+
+# -- 5. Ctrl-C: prompt stop, lease released, a report; a second Ctrl-C quits without a traceback -----------
+
+
+class _Pull:
+    """`mcasctl alerts pull` in a child process whose third request waits a long time for the budget."""
+
+    def __init__(self, tmp_path: Path, sim: Any) -> None:
+        import os
+        import queue
+        import subprocess
+        import sys
+        import threading
+        import uuid
+
+        ids = _add(sim, 250, ago_ms=3_600_000)
+        assert len(ids) == 250
+        window = 100 + uuid.uuid4().int % 1000 / 10  # its own budget partition: no slots used by others
+        env = {
+            **os.environ,
+            "MCAS_RATE_LIMIT_PER_MINUTE": "2",
+            "MCAS_RATE_LIMIT_WINDOW_SECONDS": f"{window:g}",
+            "MCAS_ALERT_SINKS": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.out = tmp_path / "alerts.ndjson"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mcasctl.cli",
+                "alerts",
+                "pull",
+                "--lookback",
+                "1d",
+                "--out",
+                f"{self.out}",
+            ],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.err: list[str] = []
+        assert self.proc.stderr is not None
+        stderr = self.proc.stderr
+
+        def pump() -> None:
+            for line in stderr:
+                self.err.append(line)
+                self.lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if text in self.lines.get(timeout=1):
+                    return
+            except queue.Empty:
+                assert self.proc.poll() is None, "".join(self.err)
+        raise AssertionError(f"no {text!r} in {''.join(self.err)}")
+
+    def interrupt(self, times: int = 1) -> tuple[int, float]:
+        import signal
+
+        began = time.monotonic()
+        for _ in range(times):
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=60)
+        return code, time.monotonic() - began
+
+
+def test_ctrl_c_during_a_budget_wait_stops_at_once_releases_the_lease_and_reports(alerts_env, tmp_path):
+    tenant = alerts_env["tenant"]
+    run = _Pull(tmp_path, alerts_env["sim"])
+    run.wait_for("page 2: 100 alerts")  # the third request now waits ~100 s for the request budget
+    code, took = run.interrupt()
+    err = "".join(run.err)
+    assert code == 130, err
+    assert took < 20, f"took {took:.1f} s to stop (the budget wait was ~100 s)"
+    assert "Traceback" not in err
+    assert f"{tenant}: stopped; 200 alerts in 2 pages delivered and committed" in err
+    assert "Not delivered: alerts created after" in err
+    cp = checkpoint_store().load(STREAM_SCHEDULED, tenant)
+    assert cp is not None and cp.lease_owner is None and cp.delivered_total == 200  # lease released
+    assert len(_lines(run.out)) == 200
+
+
+def test_a_second_ctrl_c_quits_without_a_traceback(alerts_env, tmp_path):
+    run = _Pull(tmp_path, alerts_env["sim"])
+    run.wait_for("page 2: 100 alerts")
+    code, _took = run.interrupt(times=2)
+    err = "".join(run.err)
+    assert code == 130 and "Traceback" not in err, err
+    assert len(_lines_raw(run.out)) in (100, 200)
+
+
+def _lines_raw(path: Path) -> list[str]:
+    lines = path.read_text().split("\n")
+    assert lines[-1] == ""  # whole lines only
+    return [json.loads(line)["id"] for line in lines[:-1]]
