@@ -91,6 +91,8 @@ def _one_shot(host: Any, args: argparse.Namespace) -> int:
             with _app_log_lines() as lines:
                 try:
                     host.run_timer(name)
+                except ConfigurationError:
+                    raise
                 except Exception as exc:
                     for line in lines:
                         print(f"timer {name}: {line}")

@@ -73,9 +73,11 @@ def test_failures_are_reported_per_file_and_in_the_exit_status(
             "--snapshot",
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert code == 1
-    assert f"{missing}: FAILED:" in out and f"{good}: uploaded;" in out and "(snapshot)" in out
+    assert f"{missing}: FAILED:" in err and f"{missing}" not in out  # failures go to stderr
+    assert f"{good}: uploaded;" in out and "(snapshot)" in out
 
 
 def test_invalid_source_is_a_usage_error(

@@ -190,11 +190,18 @@ class TestTerminalErrors:
     def test_unknown_data_source_is_dead_lettered_and_acknowledged(
         self, discovery_env: Callable[..., None], sim_discovery: SimDiscovery
     ) -> None:
+        """Found from the tenant's streams before any byte is sent (not at done_upload, after the file)."""
         marker = uuid.uuid4().hex
-        outcome = _handle(_job(_put_log(f"manual/{marker}.log", log_lines(KIB)), stream=f"no-such-{marker}"))
+        blob = _put_log(f"manual/{marker}.log", log_lines(KIB))
+        before = {part: sim_discovery.requests("mda", part) for part in ("upload_url", "done_upload", "streams")}
+        outcome = _handle(_job(blob, stream=f"no-such-{marker}"))
         assert outcome.uploaded == [] and len(outcome.dead_lettered) == 1
         [letter] = _letters_for(marker)
-        assert "NOT_FOUND_INPUT_STREAM" in letter.reason and "unknown data source" in letter.reason
+        assert "unknown data source" in letter.reason and "nothing was sent" in letter.reason
+        assert "paloalto-hq" in letter.reason  # the data sources the tenant has
+        after = {part: sim_discovery.requests("mda", part) for part in before}
+        assert after["upload_url"] == before["upload_url"] and after["done_upload"] == before["done_upload"]
+        assert after["streams"] == before["streams"] + 1
         assert (
             letter.source == QUEUE_DISCOVERY_JOBS and json.loads(letter.body)["stream"] == f"no-such-{marker}"
         )

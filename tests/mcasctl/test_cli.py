@@ -23,6 +23,7 @@ def test_expected_errors_are_one_line_without_traceback(capsys, tmp_path):
     assert code == 1
     assert err.count("\n") == 1
     assert err.startswith("mcasctl host: error: --run-timer 'nope' is not a timer function")
+    assert "failed" not in err
     assert "Traceback" not in err
 
 
