@@ -175,7 +175,14 @@ def _as_json(path: Path, result: Any, source_type: str, stream: str, *, snapshot
         "kind": result.kind,
         "seconds": round(result.seconds, 3),
         "parts": [
-            {"index": p.index, "size": p.size, "sha256": p.sha256, "outcome": p.outcome, "name": p.name}
+            {
+                "index": p.index,
+                "size": p.size,
+                "sha256": p.sha256,
+                "outcome": p.outcome,
+                "name": p.name,
+                "report": p.report,
+            }
             for p in result.parts
         ],
         "warnings": list(getattr(result, "warnings", ())),

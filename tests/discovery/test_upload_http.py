@@ -193,7 +193,8 @@ class TestTerminalErrors:
         """Found from the tenant's streams before any byte is sent (not at done_upload, after the file)."""
         marker = uuid.uuid4().hex
         blob = _put_log(f"manual/{marker}.log", log_lines(KIB))
-        before = {part: sim_discovery.requests("mda", part) for part in ("upload_url", "done_upload", "streams")}
+        parts = ("upload_url", "done_upload", "streams")
+        before = {part: sim_discovery.requests("mda", part) for part in parts}
         outcome = _handle(_job(blob, stream=f"no-such-{marker}"))
         assert outcome.uploaded == [] and len(outcome.dead_lettered) == 1
         [letter] = _letters_for(marker)
