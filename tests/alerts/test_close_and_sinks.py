@@ -90,6 +90,37 @@ def test_ambiguous_failure_retries_only_the_open_ones():
     assert result.closed == 3 and result.confirmed_by_recheck == ids[:1]
 
 
+def test_after_an_ambiguous_failure_alerts_closed_otherwise_are_still_closed_as_asked():
+    """Two alerts were closed earlier as false positives; asked to close them as benign, the outcome must not
+    depend on whether the first call failed: re-read, they are not benign yet, so they are sent again."""
+    store, session, api, ids = _open_alerts(4)
+    store.close("false_positive", {"filters": {"id": {"eq": ids[:2]}}}, handled_by="earlier")
+    session.inject = [response(503, {"detail": "unavailable"})]  # refused before it was processed
+    session.inject_prefix = "/api/v1/alerts/close_"
+    result = api.close("benign", ids, reason_id=2)
+    calls = _close_calls(session)
+    assert len(calls) == 2 and calls[1]["filters"]["id"]["eq"] == ids  # all four again, none skipped
+    assert result.confirmed_by_recheck == [] and result.closed == 4
+    assert {store.get(i)["resolutionStatusValue"] for i in ids} == {4}
+
+
+def test_a_redelivered_close_job_skips_only_alerts_already_in_the_wanted_state():
+    from shared.jobs.actions import ActionContext, _close
+    from shared.mda.client import RequestStats
+
+    store, session, api, ids = _open_alerts(3)
+    store.close("benign", {"filters": {"id": {"eq": ids[:1]}}}, handled_by="first attempt")
+    store.close("true_positive", {"filters": {"id": {"eq": ids[1:2]}}}, handled_by="someone else")
+    context = ActionContext(
+        profile=cast(Any, None), user_assertion=None, budget_s=60, redelivered=True, correlation_id="c"
+    )
+    params = {"kind": "benign", "ids": ids, "reasonId": 2}
+    result = _close(api, params, context, api.client.deadline_in(60), RequestStats())
+    assert result["alreadyClosed"] == ids[:1] and result["closed_benign"] == 2
+    assert _close_calls(session)[-1]["filters"]["id"]["eq"] == ids[1:]
+    assert {store.get(i)["resolutionStatusValue"] for i in ids} == {4}
+
+
 def test_persistent_ambiguity_gives_up_after_the_recheck_budget():
     _store, session, api, ids = _open_alerts(2)
     session.inject = [response(500, {}), response(500, {}), response(500, {})]

@@ -166,6 +166,28 @@ def test_field_filters_and_them_together(svc):
         assert all(expected(a) for a in page["data"]), filters
 
 
+def test_the_documented_risk_and_source_filters_are_accepted(svc):
+    """Both are in the documented filter table (without operators or values): accepted, never a 400."""
+    alerts = _all_alerts(svc)
+    cases = [
+        (
+            {"risk": {"eq": [alerts[0]["threatScore"]]}},
+            lambda a: a["threatScore"] == alerts[0]["threatScore"],
+        ),
+        ({"risk": {"gte": 50}}, lambda a: a["threatScore"] >= 50),
+        ({"risk": {"lt": 20}}, lambda a: a["threatScore"] < 20),
+        ({"source": {"eq": "built-in"}}, lambda a: a["isSystemAlert"]),
+        ({"source": {"eq": ["policy"]}}, lambda a: not a["isSystemAlert"]),
+        ({"source": {"neq": "BUILT_IN"}}, lambda a: not a["isSystemAlert"]),
+    ]
+    for filters, expected in cases:
+        page = _list(svc, {"filters": filters, "limit": 100})
+        assert page["total"] == sum(1 for a in alerts if expected(a)) > 0, filters
+        assert all(expected(a) for a in page["data"]), filters
+    response = call(svc, "POST", "/api/v1/alerts/", {"filters": {"source": {"gte": 1}}})
+    assert response.status == 400 and "Invalid operator" in payload(response)["detail"]
+
+
 def test_sort_by_severity_descending(svc):
     page = _list(svc, {"sortField": "severity", "sortDirection": "desc", "limit": 100})
     severities = [a["severityValue"] for a in page["data"]]
