@@ -9,3 +9,13 @@ pytest_plugins = [
     "tests.fixtures.app_env",
     "tests.fixtures.leakcheck",
 ]
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """`soak` tests (minutes long) run only when asked for with `-m soak` (or any -m expression)."""
+    if config.getoption("-m"):
+        return
+    kept = [item for item in items if item.get_closest_marker("soak") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
