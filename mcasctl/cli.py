@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with applied(args.global_settings_file):
+            _check_ca_bundles()
             return int(handler(args) or 0)
     except UsageError as exc:
         print(f"mcasctl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
@@ -110,6 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # main() also runs in-process (tests, embedding): leave logging as it was found.
         remove_console_handler()
         root.setLevel(saved_level)
+
+
+def _check_ca_bundles() -> None:
+    """A CA bundle setting that names a missing file breaks every HTTPS call deep inside an SDK; say so."""
+    import os
+
+    from shared.errors import ConfigurationError
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value and not Path(value).is_file():
+            raise ConfigurationError(
+                name,
+                f"names {value}, which is not a file: point it at a PEM bundle of trusted CAs (for the local "
+                "simulator, the bundle `mcasctl simulate` prints) or unset it",
+            )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ pytest_plugins = [
 ]
 
 
-def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+def pytest_collection_modifyitems(config, items):
     """`soak` tests (minutes long) run only when asked for with `-m soak` (or any -m expression)."""
     if config.getoption("-m"):
         return

@@ -29,13 +29,14 @@ from shared.auth.msal_support import (
     IdentityProviderRetry,
     NoHttpCache,
     access_token_from,
+    authority_problem,
     call_token_endpoint,
     error_codes,
     error_summary,
     is_invalid_client,
     is_transient_exception,
 )
-from shared.auth.redaction import redact, register_secret
+from shared.auth.redaction import register_secret
 from shared.auth.retry import RetryableError
 from shared.auth.tokens import AccessToken, SourceInfo
 
@@ -195,7 +196,7 @@ class ConfidentialClient:
             except ValueError as exc:  # MSAL: unknown tenant / unusable authority / bad key material
                 raise TokenRequestError(
                     f"cannot use authority {self.authority} for client {self.client_id}: "
-                    f"{redact(str(exc))[:300]}"
+                    f"{authority_problem(exc, self.authority)}"
                 ) from None
             except Exception as exc:
                 if is_transient_exception(exc):

@@ -30,6 +30,7 @@ from shared.auth.retry import RetryableError, with_retries
 from shared.auth.singleflight import SingleFlight
 from shared.caches import register_cache_reset
 from shared.errors import ConfigurationError
+from shared.netreason import is_tls_failure_text, os_reason
 from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -133,7 +134,13 @@ class AzureSecretReader:
                 raise RetryableError(f"Key Vault answered {_status(exc)}") from None
             raise SecretNotFoundError(f"Key Vault refused to read secret {name!r} ({_status(exc)})") from None
         except (ServiceRequestError, ServiceResponseError) as exc:
-            raise RetryableError(f"Key Vault unreachable ({type(exc).__name__})") from None
+            reason = os_reason(exc) or type(exc).__name__
+            if is_tls_failure_text(exc):  # a certificate problem does not go away by retrying
+                raise KeyVaultUnavailableError(
+                    f"TLS with Key Vault {self.vault_url} failed ({reason}): is its certificate trusted? "
+                    "Check REQUESTS_CA_BUNDLE"
+                ) from None
+            raise RetryableError(f"Key Vault {self.vault_url} unreachable ({reason})") from None
         value = secret.value or ""
         if secret.properties.content_type not in _CERTIFICATE_TYPES:  # PEM ends with a newline by design
             value = _without_trailing_newline(name, value)

@@ -55,6 +55,28 @@ def error_summary(result: dict[str, Any]) -> str:
     return redact(f"{error} ({first[:200]})" if first else error)
 
 
+def authority_problem(exc: Exception, authority: str) -> str:
+    """MSAL's ValueError from an app constructor, said so an operator knows which setting to fix.
+
+    MSAL's own text is long and generic; an unknown tenant gets a sentence naming the setting, anything
+    else (bad key material, a malformed authority) MSAL's first sentence, whole words only.
+    """
+    text = " ".join(redact(str(exc)).split())
+    if "authority configuration" in text or "tenant" in text.lower():
+        tenant = authority.rstrip("/").rsplit("/", 1)[-1]
+        host = authority.rstrip("/").rsplit("/", 1)[0]
+        return (
+            f"Entra ID at {host} does not know the tenant {tenant!r} (tenant discovery failed). Check "
+            "MCAS_TENANT_ID (or tenant_id in MCAS_TENANT_PROFILES): the Directory (tenant) ID of your Entra "
+            "tenant, a GUID, or a verified domain such as contoso.onmicrosoft.com; and MCAS_AUTHORITY_HOST "
+            "for sovereign clouds"
+        )
+    first = text.split(". ")[0].rstrip(".")
+    if len(first) > 240:
+        first = first[:240].rsplit(" ", 1)[0] + " ..."
+    return f"{first}."
+
+
 def is_invalid_client(result: dict[str, Any]) -> bool:
     return result.get("error") == "invalid_client"
 

@@ -36,6 +36,7 @@ from shared.auth.msal_support import (
     IdentityProviderRetry,
     NoHttpCache,
     access_token_from,
+    authority_problem,
     call_token_endpoint,
     error_codes,
     error_summary,
@@ -150,8 +151,8 @@ class PublicClient:
                         )
                     except ValueError as exc:
                         raise TokenRequestError(
-                            f"cannot use authority {self.authority} for public client {self.client_id} "
-                            f"({type(exc).__name__})"
+                            f"cannot use authority {self.authority} for public client {self.client_id}: "
+                            f"{authority_problem(exc, self.authority)}"
                         ) from None
                     except Exception as exc:
                         if is_transient_exception(exc):

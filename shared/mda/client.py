@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from shared.caches import register_cache_reset
 from shared.mda.errors import (
@@ -42,7 +43,9 @@ from shared.mda.errors import (
     NotFoundError,
     ServerError,
     ThrottledError,
+    required_permission,
 )
+from shared.netreason import os_reason
 from shared.ratelimit import NullRateLimiter, RateLimiter, RateLimitWaitTooLong, limiter_for
 
 if TYPE_CHECKING:
@@ -123,6 +126,7 @@ class MdaClient:
         if not base_url.startswith("https://"):
             raise ValueError("the API base URL must be https://")
         self.base_url = base_url.rstrip("/")
+        self._host = urlsplit(self.base_url).netloc
         self.tenant = tenant or self.base_url
         self._credential = credential
         self._session = session
@@ -194,7 +198,7 @@ class MdaClient:
                 )
                 body = _read_body(response, limit)
             except Exception as exc:
-                error = self._transport_error(exc, method, path)
+                error = self._transport_error(exc, method, path, host=self._host)
                 if error is None:
                     raise
                 retryable = not _is_tls_failure(exc)  # a certificate problem does not fix itself
@@ -273,7 +277,12 @@ class MdaClient:
         ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * (2 ** (attempt - 1)))
         wait = ceiling * self._rng()  # full jitter
         log.warning(
-            "%s %s failed (%s); retry %d in %.2f s", error.method, error.path, error.status, attempt, wait
+            "%s %s failed (%s); retry %d in %.2f s",
+            error.method,
+            error.path,
+            error.status or error.message,
+            attempt,
+            wait,
         )
         self._count(stats, retries=1)
         self._sleep_within(wait, deadline, error)
@@ -297,26 +306,42 @@ class MdaClient:
         return self._session
 
     @staticmethod
-    def _transport_error(exc: Exception, method: str, path: str) -> ApiError | None:
+    def _transport_error(exc: Exception, method: str, path: str, *, host: str = "") -> ApiError | None:
+        """The transport failure as an ApiError that names the host and the reason (DNS, refused, TLS)."""
         import requests
 
+        reason = os_reason(exc)
         if isinstance(exc, requests.exceptions.SSLError):
             return ApiUnavailableError(
-                "TLS failed (certificate not trusted? check REQUESTS_CA_BUNDLE)", method=method, path=path
+                f"TLS with {host} failed ({reason or 'handshake'}): is the certificate trusted? "
+                "Check REQUESTS_CA_BUNDLE",
+                method=method,
+                path=path,
             )
         if isinstance(exc, requests.Timeout):
-            return ApiUnavailableError("the request timed out", method=method, path=path)
+            return ApiUnavailableError(f"{host} did not answer in time", method=method, path=path)
         if isinstance(exc, requests.ConnectionError):
-            return ApiUnavailableError(f"connection failed ({type(exc).__name__})", method=method, path=path)
+            return ApiUnavailableError(
+                f"cannot connect to {host} ({reason or type(exc).__name__}); check MCAS_API_URL and the "
+                "network",
+                method=method,
+                path=path,
+            )
         if isinstance(exc, requests.RequestException):
-            return ApiUnavailableError(f"request failed ({type(exc).__name__})", method=method, path=path)
+            return ApiUnavailableError(
+                f"request to {host} failed ({type(exc).__name__})", method=method, path=path
+            )
+        if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
+            return ApiUnavailableError(f"TLS set-up failed: {exc}", method=method, path=path)
         return None
 
 
 def _is_tls_failure(exc: Exception) -> bool:
     import requests
 
-    return isinstance(exc, requests.exceptions.SSLError)
+    return isinstance(exc, requests.exceptions.SSLError) or (
+        isinstance(exc, OSError) and "CA certificate bundle" in str(exc)
+    )
 
 
 def _read_body(response: requests.Response, limit: int) -> bytes | None:
@@ -402,7 +427,16 @@ def _error_from(response: requests.Response, raw: bytes | None, method: str, pat
         return ThrottledError(message, retry_after=_retry_after(response, message), **kwargs)
     if status >= 500:
         return ServerError(message, **kwargs)
-    if status in (401, 403):
+    if status == 403:
+        needed = required_permission(method, path)
+        if needed:
+            message = (
+                f"{message} - this call needs the {needed} permission: grant it to the app registration "
+                "(Application permissions of Microsoft Cloud App Security, then admin consent) or, in user "
+                "context, to the signed-in user's role"
+            )
+        return AuthError(message, **kwargs)
+    if status == 401:
         return AuthError(message, **kwargs)
     if status == 404:
         return NotFoundError(message, **kwargs)

@@ -79,6 +79,32 @@ class ClientRequestError(ApiError, TerminalError):
     """Any other 4xx answer (405, 409, 413, ...)."""
 
 
+# Which API permission a call needs (learn.microsoft.com/defender-cloud-apps/api-authentication-application,
+# "Supported permission scopes"), so a 403 can say what to grant. Order matters: first match wins.
+_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/api/v1/alerts/close_", "Investigation.manage (or Discovery.manage)"),
+    ("POST", "/api/v1/alerts/reopen", "Investigation.manage"),
+    ("POST", "/api/v1/alerts/", "Investigation.read"),  # list, and <id>/read/ or <id>/unread/
+    ("GET", "/api/v1/alerts/", "Investigation.read"),
+    ("", "/api/v1/discovery/", "Discovery.manage"),
+    ("", "/api/discovery_block_scripts/", "Discovery.manage"),
+    ("", "/api/discovery/streams/", "Discovery.read"),
+    ("", "/api/v1/activities/", "Investigation.read"),
+    ("", "/api/v1/entities/", "Investigation.read"),
+    ("", "/api/v1/files/", "a legacy API token (files are not available in application context)"),
+)
+
+
+def required_permission(method: str | None, path: str | None) -> str | None:
+    """The permission (app role or delegated scope) a call needs, when known."""
+    if not path:
+        return None
+    for verb, prefix, permission in _PERMISSIONS:
+        if path.startswith(prefix) and (not verb or verb == (method or "").upper()):
+            return permission
+    return None
+
+
 def is_ambiguous(error: BaseException) -> bool:
     """True when a non-idempotent request may or may not have taken effect (sent, but no clear answer).
 

@@ -232,7 +232,7 @@ def test_soar_jobs_finish_once_each_under_api_faults_and_revoked_tokens(jobs_cha
 @pytest.mark.slow
 @pytest.mark.soak
 def test_soar_jobs_chaos_twenty_times_in_a_row(jobs_chaos: ChaosEnv) -> None:
-    """The scenario above, 20 seeds in a row (about 4 minutes): not part of the default run (`-m soak`)."""
+    """The scenario above, 20 seeds in a row (about 2 minutes): not part of the default run (`-m soak`)."""
     sim = jobs_chaos.sim
     for seed in range(1, 21):
         sim.reset()  # faults and counters
