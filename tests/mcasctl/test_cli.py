@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 
@@ -53,26 +52,91 @@ def test_local_settings_values_are_read(tmp_path):
         settings_file.load_local_settings(path)
 
 
-def test_simulate_delegates_to_the_simulator_module_with_extra_arguments(monkeypatch, tmp_path):
-    launched: list[list[str]] = []
+def _clean_env() -> dict[str, str]:
+    import os
 
-    class FakeChild:
-        def __init__(self, command: list[str], **kwargs: object) -> None:
-            launched.append(command)
+    owned = ("MCAS_", "AzureWebJobsStorage", "REQUESTS_CA_BUNDLE", "IDENTITY_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(owned)}
 
-        def wait(self, timeout: float | None = None) -> int:
-            return 0
 
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(subprocess, "Popen", FakeChild)
-    state = tmp_path / "state"
-    assert cli.main(["simulate", "--state-dir", str(state), "--mda-tenants", "contoso,fabrikam"]) == 0
-    assert launched[0][1:] == [
-        "-m",
-        "localdev.simulator",
-        "--state-dir",
-        str(state),
-        "--mda-tenants",
-        "contoso,fabrikam",
-    ]
-    assert state.is_dir()
+def _mcasctl(*argv: str, cwd: object = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "mcasctl.cli", *argv],
+        env=_clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_simulate_writes_the_environment_that_mcasctl_and_the_host_then_use(tmp_path, simulator_pki):
+    """`simulate --azurite --env-file X.json`: with nothing but that file, token, pull and the timer work."""
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    state, settings = tmp_path / "sim", tmp_path / "local.settings.json"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mcasctl.cli", "simulate", "--state-dir", str(state), "--azurite"),
+            *("--env-file", str(settings), "--pki-dir", str(simulator_pki.directory)),
+        ],
+        env=_clean_env(),
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not settings.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no environment file"
+            time.sleep(0.2)
+        values = json.loads(settings.read_text())["Values"]
+        assert {
+            "MCAS_API_URL",
+            "MCAS_TENANT_ID",
+            "MCAS_CLIENT_ID",
+            "MCAS_KEY_VAULT_URL",
+            "REQUESTS_CA_BUNDLE",
+        } <= set(values)
+        assert values["MCAS_ALERT_SINKS"] == "queue,blob" and values["AzureWebJobsStorage"]
+
+        token = _mcasctl("--settings-file", str(settings), "token", "--json", cwd=root)
+        assert token.returncode == 0, token.stderr
+        assert json.loads(token.stdout)["mode"] == "application"
+
+        out = tmp_path / "alerts.ndjson"
+        pull = _mcasctl(
+            "--settings-file",
+            str(settings),
+            "alerts",
+            "pull",
+            "--lookback",
+            "30d",
+            "--out",
+            str(out),
+            "--json",
+            cwd=root,
+        )
+        assert pull.returncode == 0, pull.stderr
+        assert (
+            json.loads(pull.stdout)[0]["alerts"] == len(out.read_text().splitlines()) > 0
+        )  # seeded by default
+        assert "page 1:" in pull.stderr  # a progress line per page when not on a terminal
+
+        timer = _mcasctl(
+            "host", "--run-timer", "alerts_pull_timer", "--settings-file", str(settings), cwd=root
+        )
+        assert timer.returncode == 0, timer.stderr
+        assert "timer alerts_pull_timer: alert pull contoso: 0 alerts in 0 pages" in timer.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
