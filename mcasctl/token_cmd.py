@@ -23,22 +23,39 @@ from shared.settings import Settings, TenantProfile, get_settings
 
 def register(subparsers: Any) -> None:
     token = subparsers.add_parser(
-        "token", help="acquire an API token and describe it (never printed)", description=__doc__
+        "token",
+        help="acquire an API token and describe it (never printed)",
+        description=(
+            "Acquire a token for the Defender for Cloud Apps API with the current settings, as the app "
+            "would, and describe it: mode, tenant, client id, audience, roles or scopes, expiry, and whether "
+            "it came from the cache. The token itself is never printed."
+        ),
     )
     token.add_argument("--json", action="store_true", help="print one JSON object")
     token.add_argument("--tenant", metavar="NAME", help="tenant profile name (default: the first profile)")
     token.set_defaults(handler=run_token)
 
     login = subparsers.add_parser(
-        "login", help="sign in with the device code flow (user context)", description=__doc__
+        "login",
+        help="sign in with the device code flow (user context)",
+        description=(
+            "Sign in as yourself for user context (MCAS_AUTH_MODE=user): open the URL shown and enter the "
+            "code. The sign-in is kept for later commands in your config directory, readable by you only; "
+            "`mcasctl logout` removes it."
+        ),
     )
     login.add_argument("--tenant", metavar="NAME", help="tenant profile name (default: the first profile)")
     login.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this long")
     login.add_argument("--json", action="store_true", help="print the result as one JSON object")
     login.set_defaults(handler=run_login)
 
-    logout = subparsers.add_parser("logout", help="delete the device code token cache", description=__doc__)
+    logout = subparsers.add_parser(
+        "logout",
+        help="forget the device code sign-in",
+        description="Forget the sign-in `mcasctl login` kept for this tenant profile.",
+    )
     logout.add_argument("--tenant", metavar="NAME", help="tenant profile name (default: the first profile)")
+    logout.add_argument("--json", action="store_true", help="print the result as one JSON object")
     logout.set_defaults(handler=run_logout)
 
 
@@ -79,6 +96,9 @@ def run_logout(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     removed = device_code_logout(settings, _profile(settings, args.tenant))
+    if args.json:
+        print(json.dumps({"signed_out": bool(removed), "removed": str(removed) if removed else None}))
+        return 0
     print(f"signed out; removed {removed}" if removed else "no device code sign-in to remove")
     return 0
 

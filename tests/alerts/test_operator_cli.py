@@ -315,3 +315,32 @@ def _lines_raw(path: Path) -> list[str]:
     lines = path.read_text().split("\n")
     assert lines[-1] == ""  # whole lines only
     return [json.loads(line)["id"] for line in lines[:-1]]
+
+
+# -- 11. no sink: one clear error per timer run, and health says so ----------------------------------------
+
+
+def test_without_a_sink_the_timer_logs_one_error_and_health_fails(alerts_env, monkeypatch, caplog):
+    import logging
+
+    from azure.functions.timer import TimerRequest
+
+    from functions.alerts import alerts_pull_timer
+    from localdev.host.invoke import LocalContext
+    from shared.caches import reset_all_caches
+    from shared.health import check_pulls
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("MCAS_ALERT_SINKS", "")
+    reset_all_caches()
+    timer = TimerRequest(past_due=False)
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            alerts_pull_timer(timer, LocalContext("alerts_pull_timer", "."))  # no exception, no traceback
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "alert pull timer did not run: MCAS_ALERT_SINKS names no sink: set any of queue, blob, webhook"
+    ] * 2
+    assert not any(r.exc_info for r in caplog.records)
+    health = check_pulls(get_settings(), 5)
+    assert not health.ok and "MCAS_ALERT_SINKS names no sink" in health.detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,22 @@ def test_host_once_with_a_private_azurite_drains_and_exits(capsys, tmp_path, mon
     assert "queues: 0 succeeded, 0 failed, 0 poisoned" in out
 
 
+def test_every_command_reads_local_settings_json_from_the_working_directory(tmp_path, monkeypatch):
+    import os
+
+    from mcasctl.settings_file import applied
+
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"MCAS_TEST_ONLY": "from-file"}}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MCAS_TEST_ONLY", raising=False)
+    with applied(None) as added:
+        assert added == ["MCAS_TEST_ONLY"] and os.environ["MCAS_TEST_ONLY"] == "from-file"
+    assert "MCAS_TEST_ONLY" not in os.environ  # in-process callers get their environment back
+    monkeypatch.setenv("MCAS_TEST_ONLY", "from-env")
+    with applied(None) as added:
+        assert added == [] and os.environ["MCAS_TEST_ONLY"] == "from-env"  # the environment wins
+
+
 def test_local_settings_values_are_read(tmp_path):
     path = tmp_path / "local.settings.json"
     path.write_text(json.dumps({"IsEncrypted": False, "Values": {"A": "1", "B": 2}}))
@@ -59,7 +76,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(owned)}
 
 
-def _mcasctl(*argv: str, cwd: object = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _mcasctl(*argv: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     import sys
 
     return subprocess.run(
@@ -78,7 +95,6 @@ def test_simulate_writes_the_environment_that_mcasctl_and_the_host_then_use(tmp_
     import signal
     import sys
     import time
-    from pathlib import Path
 
     state, settings = tmp_path / "sim", tmp_path / "local.settings.json"
     root = Path(__file__).resolve().parents[2]
