@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +155,31 @@ def test_without_app_storage_it_uploads_and_says_duplicates_are_not_tracked(
     captured = capsys.readouterr()
     assert "not checked against the app's ledger" in captured.err and "uploaded;" in captured.out
     assert sim_discovery.uploads(sha256(data))
+
+
+def test_drop_stores_the_log_and_queues_the_event_grid_message_the_function_uploads(
+    discovery_env: Callable[..., None],
+    sim_discovery: SimDiscovery,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Event Grid is not emulated locally: `discovery drop` plays its part, the function does the rest."""
+    from shared.discovery.handler import handle_discovery_message
+    from shared.storage import QUEUE_DISCOVERY_JOBS, queue_client
+
+    discovery_env()
+    data = log_lines(3000)
+    path = tmp_path / f"fw-{uuid.uuid4().hex}.log"
+    path.write_bytes(data)
+    queue = queue_client(QUEUE_DISCOVERY_JOBS)
+    assert main(["discovery", "drop", str(path), "--source", "PALO_ALTO", "--stream", "paloalto-hq"]) == 0
+    assert f"PALO_ALTO/paloalto-hq/{path.name}; BlobCreated queued" in capsys.readouterr().out
+    mine = [m for m in queue.receive_messages(max_messages=32) if path.name in m.content]
+    assert len(mine) == 1
+    event = json.loads(mine[0].content)
+    assert event["eventType"] == "Microsoft.Storage.BlobCreated" and event["data"]["url"].endswith(path.name)
+    outcome = handle_discovery_message(mine[0].content, message_id=mine[0].id, dequeue_count=1)
+    queue.delete_message(mine[0])
+    assert [r.outcome for r in outcome.uploaded] == ["uploaded"]
+    [finished] = sim_discovery.uploads(sha256(data))
+    assert finished["stream"] == "paloalto-hq" and finished["source"] == "PALO_ALTO"
