@@ -69,7 +69,7 @@ def test_an_azurite_restart_mid_pull_loses_nothing(chaos_env: ChaosEnv, disk_azu
     history: list[PullResult] = []
     for _ in range(3):
         # A run whose commit and lease release both met the outage leaves its lease behind (30 s): the next
-        # run waits it out rather than finding the tenant busy (how long the SDK's retries last depends on load).
+        # run waits it out rather than finding the tenant busy (the SDK retries last longer under load).
         history.append(run_scheduled(env=env, budget_s=60, tenants=[name], wait_for_lease=True)[0])
         if history[-1].ok and history[-1].stopped == "caught_up":
             break
