@@ -21,7 +21,7 @@ from shared.jobs.config import JobsConfig
 from shared.jobs.http import ApiRequest
 from shared.jobs.intake import JobsApi
 from shared.jobs.schema import ValidationContext
-from shared.jobs.signature import SignatureAuthenticator, WebhookKeys
+from shared.jobs.signature import SignatureAuthenticator, WebhookKeys, status_payload
 from shared.jobs.store import JobStore
 from tests.jobs.fakes import FakeBlobs, FakeQueue, FakeTable
 
@@ -172,6 +172,13 @@ def signed(
         **(headers or {}),
     }
     return ApiRequest(method=method, url=url, headers=all_headers, body=payload)
+
+
+def signed_status(job_id: str, *, secret: str = SECRET, msg_id: str | None = None) -> ApiRequest:
+    """A signed `GET /api/jobs/{id}`: the signature covers the canonical request, not a body."""
+    key = sw.secret_key(secret)
+    headers = sw.signed_headers(key, msg_id or f"msg_{uuid.uuid4().hex}", status_payload(job_id))
+    return ApiRequest(method="GET", url=f"{URL}/{job_id}", headers=headers, body=b"")
 
 
 def bearer_request(
