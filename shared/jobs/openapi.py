@@ -295,7 +295,11 @@ def document() -> dict[str, Any]:
         type="string",
     )
     common_errors = {
-        "401": _error("Not authenticated (missing/invalid signature or token, replayed webhook-id)"),
+        # No content: the host's 401 (function key) has an empty body, the API's own a JSON `Error`.
+        "401": {
+            "description": "Not authenticated: a missing or wrong function key (from the host, empty body), "
+            "or a missing/invalid signature or token, a replayed webhook-id (a JSON Error)"
+        },
         "403": _error("Authenticated but not allowed (scope, role, tenant, context)"),
         "503": _error("A dependency (storage, Key Vault, the token keys) is unavailable; retry"),
     }

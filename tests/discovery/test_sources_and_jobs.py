@@ -77,14 +77,14 @@ class TestExplicitJobs:
         body = json.dumps(
             {
                 "action": "discovery.upload",
-                "blob": "logs/fw/a.log",
+                "blob": f"{CONTAINER}/fw/a.log",
                 "source": "squid",
                 "stream": "proxy eu",
                 "snapshot": True,
             }
         )
         [job] = parse_message(body, container=CONTAINER, account=AZURE)
-        assert job == UploadJob(BlobRef("logs", "fw/a.log"), "SQUID", "proxy eu", True, None, "job")
+        assert job == UploadJob(BlobRef(CONTAINER, "fw/a.log"), "SQUID", "proxy eu", True, None, "job")
 
     @pytest.mark.parametrize(
         ("account", "url", "expected"),
