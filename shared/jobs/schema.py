@@ -28,6 +28,7 @@ from shared.discovery.jobs import StorageAccount, parse_blob_ref, validate_strea
 from shared.discovery.sources import validate_source
 from shared.errors import ValidationError
 from shared.jobs.timeparse import epoch_ms, iso, parse_duration, parse_instant
+from shared.outbound.addresses import is_public
 from shared.settings import is_loopback_host
 
 ACTION_FETCH = "alerts.fetch"
@@ -255,8 +256,8 @@ def callback_url_problem(value: object, *, allow_loopback: bool) -> str | None:
         if "." not in host:
             return "must use a fully qualified host name"
         return None
-    if not address.is_global:
-        return "must not point at a private, link-local or reserved address"
+    if not is_public(address):
+        return "must not point at a private, link-local or reserved address (also in IPv6 forms)"
     return None
 
 

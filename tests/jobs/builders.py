@@ -65,6 +65,7 @@ def token(
     oid: str | None = None,
     key: Any = None,
     kid: str = KID,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     now = int(time.time()) if issued is None else issued
     claims: dict[str, Any] = {
@@ -82,6 +83,7 @@ def token(
         claims.update({"scp": scp, "preferred_username": "analyst@contoso.test"})
     if roles:
         claims["roles"] = roles
+    claims.update(extra or {})
     return jwt.encode(claims, key or _KEY, algorithm="RS256", headers={"kid": kid})
 
 

@@ -203,3 +203,41 @@ def test_a_check_that_raises_is_reported_not_propagated(app_env):
     report = check_health(checks={"fine": fine, "broken": broken})
     assert report.status_code == 503 and report.failing == ["broken"]
     assert report.checks["broken"].detail == "RuntimeError: boom"
+
+
+def test_health_over_http_names_checks_but_no_settings_or_raw_errors(tenant, simulator):
+    """GET /api/health with only the function key used to name the authority URL, tenant id, client id,
+    secret names and raw storage and token errors; now it names the failing check and a generic reason, and
+    the detail goes to the log."""
+    import requests
+
+    from localdev.host import LocalHost
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(health_blueprint.bp)
+    simulator.expire_client_secret("daemon")
+    host = LocalHost(app, function_key="health-test-key").start(queues=False, timers=False)
+    try:
+        assert requests.get(f"{host.api_url}/health", timeout=30).status_code == 401
+        answer = requests.get(
+            f"{host.api_url}/health", headers={"x-functions-key": "health-test-key"}, timeout=30
+        )
+    finally:
+        host.stop()
+    body = answer.json()
+    assert answer.status_code == 503 and body["failing"] == ["token"], body
+    assert body["checks"]["token"]["detail"] == f"a token could not be obtained for tenant {tenant}"
+    text = json.dumps(body)
+    settings = get_settings()
+    profile = settings.default_tenant
+    for revealing in (
+        settings.authority_host,
+        profile.tenant_id,
+        profile.client_id,
+        profile.client_secret_name,
+        settings.key_vault_url,
+        "AADSTS",
+        "7000222",
+    ):
+        assert revealing and revealing not in text, revealing
+    _assert_no_secrets(body, simulator)
