@@ -16,6 +16,7 @@ level (the exception type is logged for operators), so a callback URL cannot be 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ from typing import Literal
 
 from shared import standard_webhooks as sw
 from shared.backoff import Backoff, Jitter, parse_retry_after
-from shared.outbound.addresses import DestinationRefused, Resolver, checked_destination
-from shared.outbound.pinned import Poster, shared_poster
+from shared.outbound.addresses import Destination, DestinationRefused, Resolver, checked_destination
+from shared.outbound.pinned import Answer, Poster, shared_poster
 from shared.version import APP_VERSION
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,8 @@ class SignedSender:
         now: Callable[[], float] = time.time,
     ) -> SignedSender:
         backoff = Backoff(
-            config.backoff_base_s, config.backoff_cap_s, config.jitter, clock=clock, sleep=sleep
+            config.backoff_base_s, config.backoff_cap_s, config.jitter, rng or random.random, clock, sleep
         )
-        if rng is not None:
-            backoff.rng = rng
         return cls(config, keys, allow_loopback, poster, resolve, backoff, now)
 
     def send(self, url: str, body: bytes, *, msg_id: str, deadline: float | None) -> Delivery:
@@ -115,10 +114,8 @@ class SignedSender:
         except DestinationRefused as exc:
             log.warning("%s %s refused: %s", self.config.purpose, msg_id, exc)
             return Delivery("destination", 0, detail=str(exc))
-        poster = self.poster or shared_poster()
         refreshed = False
-        last_status: int | None = None
-        detail: str | None = None
+        last: Answer | None = None
         attempt = 0
         while True:
             attempt += 1
@@ -126,41 +123,55 @@ class SignedSender:
                 keys = list(self.keys(refreshed))
             except Exception as exc:  # Key Vault or a malformed secret: nothing can be signed
                 log.warning("%s %s: no signing key (%s)", self.config.purpose, msg_id, type(exc).__name__)
-                return Delivery("no_key", attempt - 1, last_status, "no signing key is available")
-            headers = self._headers(keys, msg_id, body)
-            wait: float | None = None
-            try:
-                answer = poster.post(destination, data=body, headers=headers, timeout=self._timeout(deadline))
-            except Exception as exc:  # OSError, TLS and urllib3 errors alike: the answer never came
-                if not _is_network_error(exc):
-                    raise
-                last_status, detail = None, NO_ANSWER
-                log.warning("%s %s attempt %d: %s", self.config.purpose, msg_id, attempt, type(exc).__name__)
-            else:
-                last_status, detail = answer.status_code, f"the receiver answered HTTP {answer.status_code}"
-                if 200 <= answer.status_code < 300:
-                    log.info(
-                        "%s %s delivered (HTTP %s, attempt %d)",
-                        self.config.purpose,
-                        msg_id,
-                        answer.status_code,
-                        attempt,
-                    )
-                    return Delivery("delivered", attempt, answer.status_code)
-                if answer.status_code == 401 and not refreshed:
-                    refreshed = True  # the secret may have been rotated: re-read it once, send again now
-                    if attempt < self.config.max_attempts:
-                        continue
-                if answer.status_code not in RETRY_STATUSES:
-                    return Delivery("answer", attempt, last_status, detail)
-                wait = parse_retry_after(answer.header("Retry-After"), now=self.now)
+                return self._ended("no_key", attempt - 1, last, "no signing key is available")
+            last = self._post_once(destination, keys, msg_id, body, attempt=attempt, deadline=deadline)
+            status = last.status_code if last is not None else None
+            if status is not None and 200 <= status < 300:
+                log.info(
+                    "%s %s delivered (HTTP %s, attempt %d)", self.config.purpose, msg_id, status, attempt
+                )
+                return Delivery("delivered", attempt, status)
+            if status == 401 and not refreshed and attempt < self.config.max_attempts:
+                refreshed = True  # the secret may have been rotated: re-read it once, send again now
+                continue
+            if status is not None and status not in RETRY_STATUSES:
+                return self._ended("answer", attempt, last)
             if attempt >= self.config.max_attempts:
-                return Delivery("attempts", attempt, last_status, detail)
-            pause = self.backoff.wait_for(attempt, wait)
+                return self._ended("attempts", attempt, last)
+            told = parse_retry_after(last.header("Retry-After"), now=self.now) if last is not None else None
+            pause = self.backoff.wait_for(attempt, told)
             margin = MIN_ATTEMPT_S if deadline is not None else 0.0  # time left for the next attempt itself
             if not self.backoff.fits(pause + margin, deadline):
-                return Delivery("deadline", attempt, last_status, detail)
+                return self._ended("deadline", attempt, last)
             self.backoff.sleep_within(pause, deadline)
+
+    def _post_once(
+        self,
+        destination: Destination,
+        keys: Sequence[bytes],
+        msg_id: str,
+        body: bytes,
+        *,
+        attempt: int,
+        deadline: float | None,
+    ) -> Answer | None:
+        """One signed POST: the receiver's answer, or None when none came (network, TLS, timeout)."""
+        poster = self.poster or shared_poster()
+        headers = self._headers(keys, msg_id, body)
+        try:
+            return poster.post(destination, data=body, headers=headers, timeout=self._timeout(deadline))
+        except Exception as exc:  # OSError, TLS and urllib3 errors alike: the answer never came
+            if not _is_network_error(exc):
+                raise
+            log.warning("%s %s attempt %d: %s", self.config.purpose, msg_id, attempt, type(exc).__name__)
+            return None
+
+    @staticmethod
+    def _ended(stopped: Stopped, attempts: int, last: Answer | None, detail: str | None = None) -> Delivery:
+        if last is None:
+            return Delivery(stopped, attempts, None, detail or NO_ANSWER)
+        text = detail or f"the receiver answered HTTP {last.status_code}"
+        return Delivery(stopped, attempts, last.status_code, text)
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
