@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from shared.errors import McasError
+from shared.jobs.signature import status_payload
 from shared.standard_webhooks import secret_key, signed_headers
 
 TENANT = "contoso"
@@ -43,8 +44,11 @@ def step_soar_job(ctx: Any) -> str:
     replay = ctx.http.post(f"{ctx.host.api_url}/jobs", data=body, headers=headers, timeout=30)
 
     drained = ctx.host.drain_queues()
-    # Status reads are authenticated like submissions (a signed empty body), so job results stay private.
-    status_headers = signed_headers(secret_key(webhook_secret), f"msg_{uuid.uuid4().hex}", b"")
+    # Status reads are signed too, over the request itself (`GET\n/api/jobs/{id}\n`), and only the key that
+    # submitted the job may read it.
+    status_headers = signed_headers(
+        secret_key(webhook_secret), f"msg_{uuid.uuid4().hex}", status_payload(accepted["jobId"])
+    )
     status = ctx.get(f"jobs/{accepted['jobId']}", headers=status_headers).json()
     now_read = ctx.simulator.mda(TENANT, "GET", f"alerts?id={alert_id}")
     read_flag = [a.get("statusValue") for a in now_read["alerts"]]

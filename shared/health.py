@@ -10,8 +10,10 @@ Checks (they run concurrently; each is cut off after `MCAS_HEALTH_TIMEOUT_SECOND
   shared/alerts/pull.py: partition `alerts.<tenant>`, newest first) with its lag; fails when a tenant has run
   but not succeeded within `MCAS_HEALTH_MAX_PULL_AGE` (default 1h). A tenant that has never run is `pending`.
 
-The body names failing checks and says why in one line each; it never carries a secret, a token or a
-connection string (details go through the auth helper's redaction). Everything heavy is imported on call.
+The HTTP body (`HealthReport.public_dict`, for anyone holding the function key) names the failing checks
+with a generic reason each; what exactly failed (the vault's answer, the token endpoint's error, storage
+errors, secret and setting names) goes to the log only (`HealthReport.as_dict`, redacted by the auth helper's
+redaction). Everything heavy is imported on call.
 """
 
 from __future__ import annotations
@@ -38,15 +40,42 @@ CHECK_NAMES = ("keyvault", "token", "storage", "pulls")
 _DETAIL_LIMIT = 300
 
 
+# What a caller of /api/health learns about a failing check; the detail stays in the log.
+PUBLIC_FAILURE = {
+    "keyvault": "Key Vault is unreachable or refused the app",
+    "token": "a token could not be obtained",
+    "storage": "storage is unreachable or refused the app",
+    "pulls": "alert pulls are failing or stale",
+    "settings": "the app settings are invalid",
+}
+
+
 @dataclass
 class CheckResult:
     ok: bool
     detail: str
     duration_ms: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    public_detail: str | None = None  # safe for the HTTP body; None: a generic line by check name
+    public_data: tuple[str, ...] = ()  # keys of `data` safe for the HTTP body
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "detail": self.detail, "duration_ms": self.duration_ms, **self.data}
+
+    def public_dict(self, name: str) -> dict[str, Any]:
+        detail = self.public_detail or ("ok" if self.ok else PUBLIC_FAILURE.get(name, "the check failed"))
+        shown = {key: _scrub(self.data[key]) for key in self.public_data if key in self.data}
+        return {"ok": self.ok, "detail": detail, "duration_ms": self.duration_ms, **shown}
+
+
+_PRIVATE_KEYS = frozenset({"last_error"})
+
+
+def _scrub(value: Any) -> Any:
+    """`value` without the keys that carry raw error text."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in _PRIVATE_KEYS}
+    return value
 
 
 @dataclass
@@ -74,6 +103,12 @@ class HealthReport:
             "checks": {name: result.as_dict() for name, result in self.checks.items()},
             "version": APP_VERSION,
         }
+
+    def public_dict(self) -> dict[str, Any]:
+        """The HTTP body: check names, generic reasons, durations, per-tenant pull times; no detail."""
+        body = self.as_dict()
+        body["checks"] = {name: result.public_dict(name) for name, result in self.checks.items()}
+        return body
 
 
 Check = Callable[[Settings, float], CheckResult]
@@ -179,9 +214,20 @@ def check_token(settings: Settings, timeout: float) -> CheckResult:
         try:
             api_credential(profile, settings=settings).authorization_header()
         except Exception as exc:
-            return CheckResult(False, f"tenant {profile.name}: {_describe(exc)}", data={"tenants": obtained})
+            return CheckResult(
+                False,
+                f"tenant {profile.name}: {_describe(exc)}",
+                data={"tenants": obtained},
+                public_detail=f"a token could not be obtained for tenant {profile.name}",
+                public_data=("tenants",),
+            )
         obtained.append(profile.name)
-    return CheckResult(True, f"token obtained for {len(obtained)} tenant(s)", data={"tenants": obtained})
+    return CheckResult(
+        True,
+        f"token obtained for {len(obtained)} tenant(s)",
+        data={"tenants": obtained},
+        public_data=("tenants",),
+    )
 
 
 # -- storage ----------------------------------------------------------------------------------------
@@ -289,9 +335,13 @@ def check_pulls(settings: Settings, timeout: float) -> CheckResult:
         tenants[profile.name] = info
         if not ok:
             bad.append(f"{profile.name} ({info['detail']})")
+    shown = ("tenants",)
     if bad:
-        return CheckResult(False, "; ".join(bad), data={"tenants": tenants})
-    return CheckResult(True, f"{len(tenants)} tenant(s) checked", data={"tenants": tenants})
+        detail = "; ".join(bad)  # generated here from ages and states: no error text
+        return CheckResult(False, detail, data={"tenants": tenants}, public_detail=detail, public_data=shown)
+    return CheckResult(
+        True, f"{len(tenants)} tenant(s) checked", data={"tenants": tenants}, public_data=shown
+    )
 
 
 # -- runner -----------------------------------------------------------------------------------------
@@ -335,7 +385,10 @@ def _run_bounded(checks: Mapping[str, Check], settings: Settings, timeout: float
     for name in checks:
         if name not in finished:
             finished[name] = CheckResult(
-                False, f"timed out after {timeout:g}s", duration_ms=int(timeout * 1000)
+                False,
+                f"timed out after {timeout:g}s",
+                duration_ms=int(timeout * 1000),
+                public_detail=f"timed out after {timeout:g}s",
             )
     return {name: finished[name] for name in checks}
 

@@ -82,6 +82,7 @@ DEFAULTS: dict[str, str] = {
     "MCAS_WEBHOOK_TENANT_ID": "",
     "MCAS_WEBHOOK_REQUIRED_ROLE": "Jobs.Submit",
     "MCAS_WEBHOOK_REQUIRED_SCOPE": "Jobs.Submit",
+    "MCAS_WEBHOOK_TENANT_SCOPES": "",
     "MCAS_JOB_SEALING_KEY_NAME": "mcas-job-sealing-key",
     "MCAS_JOB_CALLBACK_SECRET_NAME": "",
     "MCAS_JOB_TIME_BUDGET_SECONDS": "480",

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 SIGNATURE_VERSION = "v1"
@@ -49,6 +49,7 @@ class VerifiedWebhook:
 
     msg_id: str
     timestamp: int
+    key: bytes = field(default=b"", repr=False, compare=False)  # the key that matched (names the signer)
 
 
 def secret_key(secret: str | bytes) -> bytes:
@@ -58,6 +59,7 @@ def secret_key(secret: str | bytes) -> bytes:
     else:
         text = secret.strip()
         text = text.removeprefix(SECRET_PREFIX)
+        text += "=" * (-len(text) % 4)  # unpadded base64, as the official libraries accept it
         try:
             key = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -148,5 +150,5 @@ def verify(
         expected = sign(key, msg_id, timestamp, payload).partition(",")[2].encode("ascii")
         # Compare against every offered value (no early exit on a match position) in constant time.
         if any(hmac.compare_digest(expected, value) for value in offered):
-            return VerifiedWebhook(msg_id=msg_id, timestamp=timestamp)
+            return VerifiedWebhook(msg_id=msg_id, timestamp=timestamp, key=key)
     raise WebhookVerificationError("no_matching_signature", "no webhook-signature matched")

@@ -29,7 +29,8 @@ from shared.alerts.model import NormalizedAlert
 from shared.errors import TransientError
 
 if TYPE_CHECKING:
-    import requests
+    from shared.outbound.addresses import Resolver
+    from shared.outbound.pinned import Poster
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,9 @@ def trim_partial_line(path: Path) -> int:
 
 
 class WebhookSink:
-    """HTTPS POST of the page as one JSON event, signed per Standard Webhooks; retried on 429/5xx/network.
+    """HTTPS POST of the page as one JSON event through the shared signed sender (shared/outbound/sender.py):
+    Standard Webhooks signed, retried on 408/429/5xx/network within the run's deadline, the secret re-read
+    after a 401, the connection pinned to the address the receiver's name resolved to.
 
     `webhook-id` is `msg_<page key>`: the same page always carries the same id, whichever run delivers it.
     """
@@ -259,27 +262,29 @@ class WebhookSink:
         url: str,
         key: Callable[[bool], bytes],
         *,
-        session: requests.Session | None = None,
-        timeout: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
-        backoff_cap_s: float = 20.0,
+        allow_loopback: bool = False,
+        poster: Poster | None = None,
+        resolve: Resolver | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
     ) -> None:
+        from shared.outbound.sender import ALERT_WEBHOOK, SignedSender
+
         self.url = url
-        self._key = key  # key(refresh) -> secret bytes; refresh=True re-reads after a 401 (rotation)
-        self._session = session
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base_s
-        self._backoff_cap = backoff_cap_s
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng
-        self._now = now
+        # key(refresh) -> secret bytes; refresh=True re-reads after a 401 (rotation)
+        self._sender = SignedSender.build(
+            ALERT_WEBHOOK,
+            lambda refresh: [key(refresh)],
+            allow_loopback=allow_loopback,
+            poster=poster,
+            resolve=resolve,
+            rng=rng,
+            clock=clock,
+            sleep=sleep,
+            now=now,
+        )
         self.deliveries = 0
 
     @staticmethod
@@ -294,78 +299,28 @@ class WebhookSink:
         return f'{head},"data":{data_head},"alerts":[{",".join(batch.lines)}]}}}}'.encode()
 
     def deliver(self, batch: AlertBatch, *, deadline: float | None) -> None:
-        import requests
-
         from shared.alerts.model import iso_utc_ms
-        from shared.standard_webhooks import signed_headers
 
-        session = self._session or _webhook_session()
-        msg_id = f"msg_{batch.key}"
         payload = self.body(batch, timestamp=iso_utc_ms(batch.last_ms))
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = signed_headers(self._key(refreshed), msg_id, payload, now=self._now)
-            headers["Content-Type"] = "application/json"
-            timeout = self._timeout
-            if deadline is not None:
-                timeout = min(timeout, max(0.5, deadline - self._clock()))
-            wait: float | None = None
-            try:
-                response = session.post(
-                    self.url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
-                )
-            except requests.RequestException as exc:
-                problem = f"request failed ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    self.deliveries += 1
-                    return
-                problem = f"receiver answered HTTP {status}"
-                if status == 401 and not refreshed:
-                    refreshed = True  # the secret may have been rotated: re-read it once
-                    continue
-                if status == 429:
-                    wait = _seconds(response.headers.get("Retry-After"), default=5.0)
-                elif status < 500 and status != 408:
-                    raise SinkError(self.name, f"{problem}; the page stays uncommitted")
-            if attempt >= self._max_attempts:
-                raise SinkError(self.name, f"{problem} after {attempt} attempts")
-            if wait is None:
-                wait = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)) * self._rng()
-            if deadline is not None and self._clock() + wait > deadline:
-                raise SinkError(self.name, f"{problem}; no time left in this run's budget to retry")
-            log.warning("webhook delivery of page %s: %s; retry in %.1f s", batch.key, problem, wait)
-            self._sleep(wait)
-
-
-def _seconds(value: str | None, *, default: float) -> float:
-    try:
-        return max(0.0, float(value)) if value else default
-    except ValueError:
-        return default
+        outcome = self._sender.send(self.url, payload, msg_id=f"msg_{batch.key}", deadline=deadline)
+        if outcome.delivered:
+            self.deliveries += 1
+            return
+        problem = outcome.detail or "not delivered"
+        if outcome.stopped == "attempts":
+            problem = f"{problem} after {outcome.attempts} attempts"
+        elif outcome.stopped == "deadline":
+            problem = f"{problem}; no time left in this run's budget to retry"
+        else:
+            problem = f"{problem}; the page stays uncommitted"
+        log.warning("webhook delivery of page %s failed: %s", batch.key, problem)
+        raise SinkError(self.name, problem)
 
 
 def _content_settings(content_type: str) -> Any:
     from azure.storage.blob import ContentSettings
 
     return ContentSettings(content_type=content_type)
-
-
-_session_lock = threading.Lock()
-_session_holder: list[requests.Session] = []
-
-
-def _webhook_session() -> requests.Session:
-    """A pooled session for webhook receivers (separate from the MDA one: different hosts, no auth header)."""
-    with _session_lock:
-        if not _session_holder:
-            import requests
-
-            _session_holder.append(requests.Session())
-        return _session_holder[0]
 
 
 def webhook_key_reader(secret_name: str) -> Callable[[bool], bytes]:
@@ -382,7 +337,14 @@ def webhook_key_reader(secret_name: str) -> Callable[[bool], bytes]:
     return read
 
 
-def build_sinks(names: Sequence[str], *, webhook_url: str | None, webhook_secret_name: str) -> list[Sink]:
+def build_sinks(
+    names: Sequence[str],
+    *,
+    webhook_url: str | None,
+    webhook_secret_name: str,
+    allow_loopback: bool | None = None,
+) -> list[Sink]:
+    """The configured sinks; the webhook sink reaches loopback receivers only with MCAS_ALLOW_LOOPBACK."""
     sinks: list[Sink] = []
     for name in names:
         if name == "queue":
@@ -392,7 +354,15 @@ def build_sinks(names: Sequence[str], *, webhook_url: str | None, webhook_secret
         elif name == "webhook":
             if not webhook_url:
                 raise ValueError("the webhook sink needs a URL")
-            sinks.append(WebhookSink(webhook_url, webhook_key_reader(webhook_secret_name)))
+            if allow_loopback is None:
+                from shared.settings import get_settings
+
+                allow_loopback = get_settings().allow_loopback
+            sinks.append(
+                WebhookSink(
+                    webhook_url, webhook_key_reader(webhook_secret_name), allow_loopback=allow_loopback
+                )
+            )
         elif name == "logs":
             from shared.alerts.logs_sink import logs_sink
 

@@ -7,10 +7,11 @@ so this is the one place that decides how long a cold invocation may wait on an 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from shared.backoff import Backoff
 
 T = TypeVar("T")
 
@@ -28,8 +29,7 @@ class RetryableError(Exception):
 
 def backoff_delay(attempt: int, base: float) -> float:
     """Delay before retry number `attempt` (1-based): base * 2^(attempt-1), capped, with equal jitter."""
-    delay = min(_MAX_DELAY, base * (2.0 ** (attempt - 1)))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
+    return Backoff(base, _MAX_DELAY, "equal").delay(attempt)
 
 
 def with_retries(

@@ -16,6 +16,8 @@ from shared.storage import CONTAINER_DISCOVERY_LOGS
 MAX_FILE_BYTES = 5_000_000_000  # "5 GB per file" (decimal, the safe reading of the docs)
 SINGLE_PUT_BYTES = 64 * 1024 * 1024  # Azure: one Put Blob up to 64 MB, staged blocks above
 
+EXTRA_CONTAINERS_SETTING = "MCAS_DISCOVERY_EXTRA_CONTAINERS"
+
 Getter = Callable[[str, str | None], str | None]
 
 
@@ -30,6 +32,12 @@ class DiscoveryConfig:
     time_budget_s: float = 480.0
     retry_base_s: float = 1.0
     extra_sources: frozenset[str] = frozenset()
+    extra_containers: frozenset[str] = frozenset()  # beyond `container`, readable by explicit upload jobs
+
+    @property
+    def job_containers(self) -> frozenset[str]:
+        """The containers an explicit `discovery.upload` job may name."""
+        return frozenset({self.container}) | self.extra_containers
 
     @classmethod
     def from_getter(cls, get: Getter) -> DiscoveryConfig:
@@ -46,6 +54,7 @@ class DiscoveryConfig:
             time_budget_s=_float(get, "MCAS_DISCOVERY_TIME_BUDGET_SECONDS", 480.0, 1.0, 3600.0),
             retry_base_s=_float(get, "MCAS_DISCOVERY_RETRY_BASE_SECONDS", 1.0, 0.0, 60.0),
             extra_sources=parse_extra_sources(get(EXTRA_SOURCES_SETTING, None)),
+            extra_containers=_extra_containers(get(EXTRA_CONTAINERS_SETTING, None)),
         )
 
 
@@ -56,12 +65,19 @@ def discovery_config() -> DiscoveryConfig:
     return DiscoveryConfig.from_getter(get_settings().get)
 
 
-def _container(name: str) -> str:
+def _container(name: str, setting: str = "MCAS_DISCOVERY_CONTAINER") -> str:
     name = name.strip()
     ok = 3 <= len(name) <= 63 and name.replace("-", "").isalnum() and name == name.lower()
     if not ok or name.startswith("-") or name.endswith("-") or "--" in name:
-        raise ConfigurationError("MCAS_DISCOVERY_CONTAINER", f"is not a valid blob container name: {name!r}")
+        raise ConfigurationError(setting, f"is not a valid blob container name: {name!r}")
+    if name.startswith("azure-webjobs-"):
+        raise ConfigurationError(setting, f"must not name the Functions host's own container {name!r}")
     return name
+
+
+def _extra_containers(raw: str | None) -> frozenset[str]:
+    names = [part for part in (raw or "").replace(",", " ").split() if part]
+    return frozenset(_container(name, EXTRA_CONTAINERS_SETTING) for name in names)
 
 
 def _int(get: Getter, name: str, default: int, low: int, high: int) -> int:

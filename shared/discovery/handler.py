@@ -56,7 +56,11 @@ def handle_discovery_message(
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
         items = parse_message(
-            text, container=config.container, account=storage_account(), extra_sources=config.extra_sources
+            text,
+            container=config.container,
+            account=storage_account(),
+            extra_sources=config.extra_sources,
+            extra_containers=config.extra_containers,
         )
     except ValidationError as exc:
         _dead_letter(outcome, text, exc, message_id, dequeue_count)

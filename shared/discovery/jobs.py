@@ -74,9 +74,15 @@ class StorageAccount:
 
 
 def parse_message(
-    body: str | bytes, *, container: str, account: StorageAccount, extra_sources: frozenset[str] = frozenset()
+    body: str | bytes,
+    *,
+    container: str,
+    account: StorageAccount,
+    extra_sources: frozenset[str] = frozenset(),
+    extra_containers: frozenset[str] = frozenset(),
 ) -> list[UploadJob | Skip]:
-    """Decode one queue message into upload jobs (or skips)."""
+    """Decode one queue message into upload jobs (or skips). Explicit jobs may name blobs in `container` and
+    `extra_containers` only; events only in `container`."""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
         payload = json.loads(text)
@@ -85,16 +91,20 @@ def parse_message(
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise ValidationError("discovery message is an empty list")
-    return [_parse_item(item, container=container, account=account, extra=extra_sources) for item in items]
+    allowed = frozenset({container}) | extra_containers
+    return [
+        _parse_item(item, container=container, account=account, extra=extra_sources, allowed=allowed)
+        for item in items
+    ]
 
 
 def _parse_item(
-    item: Any, *, container: str, account: StorageAccount, extra: frozenset[str]
+    item: Any, *, container: str, account: StorageAccount, extra: frozenset[str], allowed: frozenset[str]
 ) -> UploadJob | Skip:
     if not isinstance(item, dict):
         raise ValidationError("discovery message must be a JSON object (a job or an Event Grid event)")
     if "action" in item:
-        return _explicit_job(item, account, extra)
+        return _explicit_job(item, account, extra, allowed)
     event_type = item.get("eventType") or item.get("type")
     if isinstance(event_type, str) and event_type.startswith("Microsoft."):
         if event_type != BLOB_CREATED:
@@ -105,7 +115,9 @@ def _parse_item(
     )
 
 
-def _explicit_job(item: Mapping[str, Any], account: StorageAccount, extra: frozenset[str]) -> UploadJob:
+def _explicit_job(
+    item: Mapping[str, Any], account: StorageAccount, extra: frozenset[str], allowed: frozenset[str]
+) -> UploadJob:
     errors: dict[str, str] = {}
     if item.get("action") != ACTION:
         raise ValidationError(f"unknown action {item.get('action')!r}; this queue takes {ACTION!r}")
@@ -114,7 +126,7 @@ def _explicit_job(item: Mapping[str, Any], account: StorageAccount, extra: froze
         errors["job"] = f"unknown fields {sorted(unknown)}"
     blob: BlobRef | None = None
     try:
-        blob = parse_blob_ref(item.get("blob"), account)
+        blob = parse_blob_ref(item.get("blob"), account, containers=allowed)
     except ValidationError as exc:
         errors["blob"] = exc.reason
     source: str | None = None
@@ -172,14 +184,22 @@ def _blob_created(event: Mapping[str, Any], *, container: str, account: StorageA
     return UploadJob(blob, source, stream, None, None, "event", str(event_id) if event_id else None)
 
 
-def parse_blob_ref(value: Any, account: StorageAccount) -> BlobRef:
-    """`container/blob/name` or a URL of a blob in the app's own account (no query: no SAS in messages)."""
+def parse_blob_ref(
+    value: Any, account: StorageAccount, *, containers: frozenset[str] | None = None
+) -> BlobRef:
+    """`container/blob/name` or a URL of a blob in the app's own account (no query: no SAS in messages).
+
+    The path is taken literally: a leading `/`, empty, `.` or `..` segments (also percent-encoded) are
+    refused, since storage URLs resolve them and would reach another container. With `containers`, the
+    blob must be in one of them.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError('blob is required: "<container>/<blob name>" or the blob URL')
     value = value.strip()
     if "://" not in value:
-        container, _, name = value.lstrip("/").partition("/")
-        return _blob_ref(container, name)
+        _check_segments(value)
+        container, _, name = value.partition("/")
+        return _allowed(_blob_ref(container, name), containers)
     try:
         parts = urlsplit(value)
         port = parts.port  # raises for a port out of range, like urlsplit for a broken IPv6 host
@@ -205,8 +225,32 @@ def parse_blob_ref(value: Any, account: StorageAccount) -> BlobRef:
         if not path.startswith(prefix + "/"):
             raise ValidationError(f"blob URL is not in storage account {account.name}")
         path = path[len(prefix) :]
-    container, _, name = unquote(path).lstrip("/").partition("/")
-    return _blob_ref(container, name)
+    if not path.startswith("/"):
+        raise ValidationError("blob URL is malformed")
+    _check_segments(path[1:])
+    container, _, name = unquote(path[1:]).partition("/")
+    return _allowed(_blob_ref(container, name), containers)
+
+
+def _check_segments(path: str) -> None:
+    """Refuse paths a storage URL would resolve differently from how they read."""
+    for form in (path, unquote(path)):
+        if form.startswith("/"):
+            raise ValidationError('blob must be "<container>/<blob name>" without a leading /')
+        if any(segment in ("", ".", "..") for segment in form.split("/")):
+            raise ValidationError("blob path must not contain empty, '.' or '..' segments")
+        if "\\" in form:
+            raise ValidationError("blob path must not contain backslashes")
+
+
+def _allowed(blob: BlobRef, containers: frozenset[str] | None) -> BlobRef:
+    if containers is not None and blob.container not in containers:
+        listed = ", ".join(sorted(containers))
+        raise ValidationError(
+            f"blob container {blob.container!r} is not open to discovery jobs (allowed: {listed}; "
+            "MCAS_DISCOVERY_EXTRA_CONTAINERS adds more)"
+        )
+    return blob
 
 
 def _blob_ref(container: str, name: str) -> BlobRef:
@@ -214,6 +258,7 @@ def _blob_ref(container: str, name: str) -> BlobRef:
         raise ValidationError('blob must name a container and a blob: "<container>/<blob name>"')
     if (
         not (3 <= len(container) <= 63)
+        or not container.isascii()
         or not container.replace("-", "").isalnum()
         or container != container.lower()
     ):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from shared.backoff import Backoff
 from shared.discovery.api import DataSourceLister, DiscoveryApi, UnknownDataSource
 from shared.discovery.config import DiscoveryConfig
 from shared.discovery.content import ByteSource, Part, plan_content
@@ -378,8 +379,7 @@ class Uploader:
         return max(deadline, self._api.clock() + min(MIN_CALL_S, self._config.time_budget_s))
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP_S, self._config.retry_base_s * (2 ** (attempt - 1)))
-        return float(ceiling * (0.5 + self._rng() / 2))
+        return Backoff(self._config.retry_base_s, BACKOFF_CAP_S, "equal", self._rng).delay(attempt)
 
     def _wait(self, seconds: float, deadline: float, cause: Exception) -> None:
         if self._api.clock() + seconds > deadline:

@@ -14,5 +14,6 @@ that use them):
     http, views  - framework-neutral request/response values; the public shape of a job
     intake       - POST /api/jobs and GET /api/jobs/{id}
     worker       - runs one queued job; actions - the per-action dispatch; callback - signed result POSTs
+                   (through the shared sender in shared/outbound)
     openapi      - the OpenAPI 3 document served at /api/openapi.json
 """

@@ -273,6 +273,7 @@ def _discovery_upload(params: dict[str, Any], context: ActionContext) -> dict[st
         container=config.container,
         account=storage_account(),
         extra_sources=config.extra_sources,
+        extra_containers=config.extra_containers,
     )
     job = items[0] if items else None
     if not isinstance(job, UploadJob):

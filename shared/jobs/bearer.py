@@ -3,8 +3,11 @@
 Checks: RS256 signature with a key from `{authority}/{tenant}/discovery/v2.0/keys` (PyJWKClient, keys cached,
 a refetch on an unknown `kid` with a cool-down), issuer (v2.0 or v1.0 form of the configured tenant), audience
 (the app's client id and/or app id URI), `exp` / `nbf` / `iat` with a small leeway, and `tid`. Then
-authorization: a delegated token (`scp`) needs the configured scope and becomes a `user` principal; an app
-token (`roles`) needs the configured role and becomes an `application` principal.
+authorization: a user token (`idtyp=user`, or delegated scopes without `idtyp`) needs the configured scope
+and becomes a `user` principal; an app-only token (`idtyp=app`, or roles without scopes) needs the
+configured role and becomes an `application` principal. A token whose `idtyp` contradicts its claims (a
+"user" with roles only, an "app" with scopes) is refused. `idtyp` is described at
+https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference.
 
 PyJWKClient fetches with urllib, which ignores REQUESTS_CA_BUNDLE, so the SSL context is built from that
 bundle when set (tests, the local simulator) and from the system store otherwise.
@@ -123,13 +126,24 @@ class BearerValidator:
         return self._principal(claims, token)
 
     def _principal(self, claims: dict[str, Any], token: str) -> Principal:
+        """User or application, decided by `idtyp` when present, and never against the token's own claims:
+        a user token carries delegated scopes (`scp`), an app-only token roles and no scopes."""
         client_id = _text(claims.get("azp") or claims.get("appid"))
         subject = _text(claims.get("oid")) or _text(claims.get("sub"))
         if not subject:
             raise AuthFailure(401, "invalid_token", "the bearer token names no subject")
         scp = claims.get("scp")
-        if isinstance(scp, str) and scp.strip():
-            scopes = set(scp.split())
+        scopes = set(scp.split()) if isinstance(scp, str) else set()
+        roles = claims.get("roles")
+        role_list = [str(r) for r in roles] if isinstance(roles, list) else []
+        kind = claims.get("idtyp")
+        if kind not in (None, "user", "app"):
+            raise AuthFailure(401, "invalid_token", "the bearer token has an unknown token type (idtyp)")
+        if kind == "user" or (kind is None and scopes):
+            if not scopes:
+                raise AuthFailure(
+                    401, "invalid_token", "the bearer token claims a user but carries no delegated scopes"
+                )
             if self.required_scope and self.required_scope not in scopes:
                 raise AuthFailure(
                     403, "insufficient_scope", f"the delegated token lacks the {self.required_scope} scope"
@@ -144,14 +158,19 @@ class BearerValidator:
                 expires_at=int(claims["exp"]),
                 assertion=token,
             )
-        roles = claims.get("roles")
-        if isinstance(roles, list) and roles:
-            if self.required_role and self.required_role not in roles:
+        if kind == "app" and scopes:
+            raise AuthFailure(
+                401, "invalid_token", "an app-only bearer token must not carry delegated scopes"
+            )
+        if role_list:
+            if self.required_role and self.required_role not in role_list:
                 raise AuthFailure(
                     403, "insufficient_role", f"the application token lacks the {self.required_role} role"
                 )
+            if not client_id:
+                raise AuthFailure(401, "invalid_token", "the application token names no client (azp/appid)")
             return Principal(
-                kind="application", subject=subject, tenant_id=_text(claims.get("tid")), client_id=client_id
+                kind="application", subject=client_id, tenant_id=_text(claims.get("tid")), client_id=client_id
             )
         raise AuthFailure(
             403, "insufficient_scope", "the token carries neither delegated scopes nor app roles"

@@ -5,8 +5,10 @@ Names and defaults are in `shared.settings.DEFAULTS` so the README settings tabl
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from shared.errors import ConfigurationError
 from shared.settings import DEFAULTS, Settings
@@ -54,6 +56,15 @@ class JobsConfig:
     tenant_ids: tuple[str, ...]  # the Entra tenant of each profile, same order
 
     time_budget_s: float = 480.0  # the worker stops starting API calls after this (functionTimeout is 10 min)
+    # caller (`signature`, an app's client id, or `*`) -> tenant profiles its jobs may target
+    tenant_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def allowed_tenants(self, caller: str) -> tuple[str, ...]:
+        """Profiles an application or signature caller may target; unlisted callers: the default only."""
+        scope = self.tenant_scopes.get(caller) or self.tenant_scopes.get("*")
+        if scope is None:
+            return self.tenants[:1]
+        return self.tenants if "*" in scope else scope
 
     def tenant_id_of(self, profile: str | None) -> str | None:
         """The Entra tenant behind a profile name (None: the default profile)."""
@@ -105,6 +116,7 @@ class JobsConfig:
             tenants=tuple(p.name for p in settings.tenants),
             tenant_ids=tuple(p.tenant_id for p in settings.tenants),
             time_budget_s=_budget(settings),
+            tenant_scopes=_tenant_scopes(settings, tuple(p.name for p in settings.tenants)),
         )
 
 
@@ -118,6 +130,33 @@ def _budget(settings: Settings) -> float:
     if not 10 <= value <= 3600:
         raise ConfigurationError(name, f"must be between 10 and 3600 seconds, got {value:g}")
     return value
+
+
+def _tenant_scopes(settings: Settings, tenants: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """`MCAS_WEBHOOK_TENANT_SCOPES`: a JSON object, caller -> list of tenant profile names (or `*`)."""
+    name = "MCAS_WEBHOOK_TENANT_SCOPES"
+    raw = _setting(settings, name)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigurationError(
+            name, "must be a JSON object: caller -> list of tenant profile names"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(name, "must be a JSON object: caller -> list of tenant profile names")
+    scopes: dict[str, tuple[str, ...]] = {}
+    for caller, names in data.items():
+        if not caller or len(caller) > 128 or not caller.isprintable():
+            raise ConfigurationError(name, "has an empty or unreadable caller name")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigurationError(name, f"must map {caller!r} to a list of tenant profile names")
+        unknown = [n for n in names if n != "*" and n not in tenants]
+        if unknown:
+            raise ConfigurationError(name, f"names unknown tenant profile(s) {unknown} for {caller!r}")
+        scopes[caller] = tuple(dict.fromkeys(names))
+    return scopes
 
 
 def jobs_config() -> JobsConfig:

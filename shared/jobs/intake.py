@@ -6,7 +6,7 @@ Request checks, in this order (cheap and unauthenticated-safe first):
 3. authentication: `Authorization: Bearer` (Entra ID; it decides when present) or Standard Webhooks
    headers -> 401 / 403 / 503;
 4. `Content-Type: application/json` -> 415; JSON -> 400; schema -> 400 with `fieldErrors`;
-5. authorization of the job for this caller (tenant, context) -> 403;
+5. authorization of the job for this caller (tenant scope, context) -> 403;
 6. `Idempotency-Key` -> the same job (202 again) or 422 if reused with another body;
 7. job record (Table) + queue message (job id and correlation id only) -> 202 with `Location`.
 Nothing a caller sends can produce a 500: every failure is mapped, and storage or Key Vault outages answer
@@ -35,9 +35,16 @@ from shared.jobs.claims import IdempotencyStore
 from shared.jobs.config import IDEMPOTENCY_TTL_S, MAX_BODY_BYTES, JobsConfig
 from shared.jobs.http import ApiRequest, ApiResponse, error_response, json_response
 from shared.jobs.principal import AuthFailure, AuthUnavailable, Principal
-from shared.jobs.schema import ACTION_DISCOVERY_UPLOAD, JobSpec, ValidationContext, validate_job
+from shared.jobs.schema import (
+    ACTION_DISCOVERY_UPLOAD,
+    DuplicateKey,
+    JobSpec,
+    ValidationContext,
+    unique_keys,
+    validate_job,
+)
 from shared.jobs.sealing import seal
-from shared.jobs.signature import SignatureAuthenticator
+from shared.jobs.signature import SignatureAuthenticator, status_payload
 from shared.jobs.store import JobConflict, JobRecord, JobStore
 from shared.jobs.timeparse import iso
 from shared.jobs.views import job_view
@@ -96,7 +103,7 @@ class JobsApi:
 
     def _submit(self, request: ApiRequest, correlation_id: str) -> ApiResponse:
         _check_size(request)
-        principal = self._authenticate(request, consume_id=True)
+        principal = self._authenticate(request, signed_payload=request.body)
         _check_content_type(request)
         body = _parse_json(request.body)
         spec = validate_job(body, self.validation())
@@ -216,9 +223,9 @@ class JobsApi:
             )
 
     def _status(self, request: ApiRequest, job_id: str, correlation_id: str) -> ApiResponse:
-        principal = self._authenticate(request, consume_id=False)
+        principal = self._authenticate(request, signed_payload=status_payload(job_id or ""))
         job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
-        if job is None or (principal.kind == "user" and job.owner != principal.scope_key):
+        if job is None or job.owner != principal.scope_key:  # someone else's job reads as no job at all
             raise Reject(404, "not_found", "no job with this id (for this caller)")
         return json_response(200, job_view(job), {"X-Correlation-ID": correlation_id})
 
@@ -227,7 +234,9 @@ class JobsApi:
     def _challenge(self) -> str | None:
         return 'Bearer realm="mcas-jobs"' if self.bearer is not None else None
 
-    def _authenticate(self, request: ApiRequest, *, consume_id: bool) -> Principal:
+    def _authenticate(self, request: ApiRequest, *, signed_payload: bytes) -> Principal:
+        """The caller, from its bearer token or its signature over `signed_payload` (the body of a POST, the
+        canonical request line of a GET); a signature's webhook-id is consumed either way."""
         authorization = request.header("Authorization")
         if authorization is not None:
             if self.bearer is None:
@@ -236,13 +245,20 @@ class JobsApi:
                 )
             return self.bearer.authenticate(authorization)
         if sw.has_signature_headers(request.headers):
-            return self.signature.authenticate(request.body, request.headers, consume_id=consume_id)
+            return self.signature.authenticate(signed_payload, request.headers)
         raise AuthFailure(
             401, "unauthenticated", "sign the request (Standard Webhooks) or send an Entra ID bearer token"
         )
 
     def _authorize(self, principal: Principal, spec: JobSpec) -> None:
         if principal.kind != "user":
+            target = spec.tenant or (self.config.tenants[0] if self.config.tenants else None)
+            if target is not None and target not in self.config.allowed_tenants(principal.caller):
+                raise AuthFailure(
+                    403,
+                    "tenant_not_allowed",
+                    "this caller may not act on that tenant profile (MCAS_WEBHOOK_TENANT_SCOPES)",
+                )
             return
         if spec.action == ACTION_DISCOVERY_UPLOAD:
             raise AuthFailure(
@@ -290,7 +306,14 @@ def _parse_json(body: bytes) -> Any:
     if not body.strip():
         raise Reject(400, "invalid_json", "the request body is empty; send the job as a JSON object")
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKey as exc:
+        raise Reject(
+            400,
+            "validation_failed",
+            "the job is invalid",
+            field_errors={exc.path: "is given more than once; send each field once"},
+        ) from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Reject(400, "invalid_json", "the request body is not valid UTF-8 JSON") from None
 
@@ -415,7 +438,7 @@ def default_api() -> JobsApi:
     settings = get_settings()
     config = JobsConfig.from_settings(settings)
     secrets = secret_store(settings)
-    extra_sources = discovery_config().extra_sources
+    discovery = discovery_config()
     seen = SeenWebhookIds(table_client(TABLE_JOBS), retention_s=2 * SIGNATURE_TOLERANCE_S + 60)
     keys = WebhookKeys(lambda bypass: secrets.get(config.webhook_secret_name, bypass_cache=bypass).value)
     bearer = None
@@ -439,8 +462,9 @@ def default_api() -> JobsApi:
             now=datetime.now(UTC),
             tenants=config.tenants,
             allow_loopback=config.allow_loopback,
-            extra_sources=extra_sources,
+            extra_sources=discovery.extra_sources,
             storage_account=account(),
+            blob_containers=discovery.job_containers,
         )
 
     queue = queue_client(QUEUE_JOBS)

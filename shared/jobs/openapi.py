@@ -295,7 +295,11 @@ def document() -> dict[str, Any]:
         type="string",
     )
     common_errors = {
-        "401": _error("Not authenticated (missing/invalid signature or token, replayed webhook-id)"),
+        # No content: the host's 401 (function key) has an empty body, the API's own a JSON `Error`.
+        "401": {
+            "description": "Not authenticated: a missing or wrong function key (from the host, empty body), "
+            "or a missing/invalid signature or token, a replayed webhook-id (a JSON Error)"
+        },
         "403": _error("Authenticated but not allowed (scope, role, tenant, context)"),
         "503": _error("A dependency (storage, Key Vault, the token keys) is unavailable; retry"),
     }
@@ -311,9 +315,9 @@ def document() -> dict[str, Any]:
             "a user's delegated token makes the job run on behalf of that user.",
         },
         "servers": [{"url": "/api"}],
-        # The function key (x-functions-key or ?code=) is checked by the Functions host before this API runs
-        # (its 401 has an empty body): described in `functionKey`, not listed as an API security scheme.
-        "security": [{"bearer": []}, {"webhookSignature": []}],
+        # The Functions host checks the function key (x-functions-key or ?code=) on every operation before
+        # this API runs, so every requirement names it; the API itself then wants a token or a signature.
+        "security": [{"functionKey": [], "bearer": []}, {"functionKey": [], "webhookSignature": []}],
         "paths": {
             "/jobs": {
                 "post": {
@@ -356,6 +360,10 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "getJob",
                     "summary": "Job status and result",
+                    "description": "Only the job's submitter reads it (the same signing key, the same "
+                    "application in its tenant, or the same user); anyone else gets 404. A signed read "
+                    "signs the payload `GET\\n/api/jobs/{jobId}\\n` (no body) with a fresh webhook-id, "
+                    "which is consumed like a submission's.",
                     "parameters": [
                         {
                             "name": "jobId",
@@ -381,12 +389,13 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "getOpenApi",
                     "summary": "This document",
-                    "security": [],
+                    "security": [{"functionKey": []}],
                     "responses": {
                         "200": {
                             "description": "OpenAPI 3 document",
                             "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
+                        },
+                        "401": {"description": "Missing or wrong function key (empty body, from the host)"},
                     },
                 }
             },

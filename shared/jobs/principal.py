@@ -1,9 +1,12 @@
 """Who called the jobs API, and the one error type every authentication step raises.
 
-Three kinds of caller:
+Three kinds of caller, each the owner of the jobs it submits (`scope_key`):
 - `signature`: a SOAR platform holding the shared Standard Webhooks secret -> jobs run in application context;
-- `application`: an Entra ID app token (a `roles` claim) -> application context;
-- `user`: an analyst's delegated token (an `scp` claim) -> the worker acts on-behalf-of that user.
+  the subject is the fingerprint of the key that signed;
+- `application`: an Entra ID app-only token -> application context; the subject is the calling app
+  (`azp`/`appid`) in its tenant;
+- `user`: an analyst's delegated token -> the worker acts on-behalf-of that user; the subject is the user's
+  `oid` in its tenant.
 The user's raw token (`assertion`) is kept on the object only for sealing at intake; it never appears in
 `repr`, in logs, in job records in clear, or in responses.
 """
@@ -37,7 +40,7 @@ class AuthUnavailable(McasError):
 @dataclass(frozen=True)
 class Principal:
     kind: PrincipalKind
-    subject: str  # user: oid; application: oid or appid; signature: "webhook-secret"
+    subject: str  # user: oid; application: the app's client id (azp/appid); signature: the key fingerprint
     tenant_id: str | None = None
     client_id: str | None = None  # the calling app (azp / appid)
     name: str | None = None  # user: upn / preferred_username
@@ -67,5 +70,9 @@ class Principal:
             data["name"] = self.name
         return data
 
-
-SIGNATURE_PRINCIPAL = Principal(kind="signature", subject="webhook-secret")
+    @property
+    def caller(self) -> str:
+        """The name `MCAS_WEBHOOK_TENANT_SCOPES` knows this caller by: `signature` or the app's client id."""
+        if self.kind == "signature":
+            return "signature"
+        return self.client_id or self.subject

@@ -5,7 +5,8 @@ discovery sources and the clock), so the HTTP intake, the worker and the propert
 way.
 
 Rules worth knowing (the OpenAPI document in shared/jobs/openapi.py says the same to callers):
-- unknown fields are errors (a typo such as `reasonID` must not be silently ignored on a close);
+- unknown fields are errors (a typo such as `reasonID` must not be silently ignored on a close), and so are
+  duplicate keys (`unique_keys`, used when the body is parsed: parsers disagree on which copy wins);
 - alert ids are the API's 24-hex `_id`s, at most `MAX_IDS` per job (the worker chunks them by 100 per API
   call); duplicates are dropped;
 - `reasonId` must be one the chosen close endpoint documents (mcas-api.md §5); true positive takes none;
@@ -27,6 +28,7 @@ from shared.discovery.jobs import StorageAccount, parse_blob_ref, validate_strea
 from shared.discovery.sources import validate_source
 from shared.errors import ValidationError
 from shared.jobs.timeparse import epoch_ms, iso, parse_duration, parse_instant
+from shared.outbound.addresses import is_public
 from shared.settings import is_loopback_host
 
 ACTION_FETCH = "alerts.fetch"
@@ -88,7 +90,6 @@ ALERT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 EMAIL = re.compile(
     r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
-_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 
 _COMMON_FIELDS = frozenset({"action", "tenant", "callbackUrl"})
 _ACTION_FIELDS: dict[str, frozenset[str]] = {
@@ -102,6 +103,24 @@ _ACTION_FIELDS: dict[str, frozenset[str]] = {
 }
 _WINDOW_FIELDS = frozenset({"since", "until", "lookback"})
 _FILTER_FIELDS = frozenset({"severity", "resolutionStatus", "read", "open", "policyIds", "serviceIds"})
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (JSON parsers disagree on which wins: refuse both)."""
+
+    def __init__(self, key: str) -> None:
+        self.path = _child("", key)
+        super().__init__(f"duplicate key {self.path}")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for `json.loads` that refuses duplicate keys."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,7 @@ class ValidationContext:
     allow_loopback: bool = False
     extra_sources: frozenset[str] = frozenset()
     storage_account: StorageAccount | None = None  # the app's blob endpoint, for blob URLs in discovery jobs
+    blob_containers: frozenset[str] | None = None  # containers discovery jobs may read (None: not checked)
 
 
 class _Errors:
@@ -236,8 +256,8 @@ def callback_url_problem(value: object, *, allow_loopback: bool) -> str | None:
         if "." not in host:
             return "must use a fully qualified host name"
         return None
-    if not address.is_global:
-        return "must not point at a private, link-local or reserved address"
+    if not is_public(address):
+        return "must not point at a private, link-local or reserved address (also in IPv6 forms)"
     return None
 
 
@@ -523,17 +543,11 @@ def blob_reference_problem(value: object, context: ValidationContext) -> str | N
         return f"must be <container>/<blob path> or a blob URL (1-{MAX_BLOB} chars)"
     if any(not ch.isprintable() for ch in value):
         return "must not contain control characters"
-    if context.storage_account is not None:
+    if context.storage_account is not None or "://" not in value:
+        account = context.storage_account or StorageAccount("", "https://unset.invalid/")
         try:
-            parse_blob_ref(value, context.storage_account)
+            parse_blob_ref(value, account, containers=context.blob_containers)
         except ValidationError as exc:
             return exc.reason
         return None
-    if "://" in value:
-        return None  # checked against the storage account by the worker
-    container, sep, path = value.strip().lstrip("/").partition("/")
-    if not sep or not path:
-        return "must be <container>/<blob path>"
-    if not _CONTAINER.match(container):
-        return "names an invalid container (3-63 lower-case letters, digits and single hyphens)"
-    return None
+    return None  # a URL without the account at hand: checked against the storage account by the worker

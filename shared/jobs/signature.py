@@ -2,9 +2,16 @@
 refusal.
 
 The Key Vault secret (`MCAS_WEBHOOK_SECRET_NAME`) holds one `whsec_<base64>` secret, or several separated by
-whitespace while a rotation is in progress (callers may sign with either). When no signature matches, the
-secret is re-read once (at most every `REFRESH_INTERVAL_S`), so a rotation in the vault is picked up without a
-restart and a flood of bad signatures cannot turn into a flood of vault reads.
+whitespace while a rotation is in progress (callers may sign with either). When no signature matches, or the
+secret read from the vault is malformed, the secret is re-read once bypassing the cache (at most every
+`REFRESH_INTERVAL_S`), so a rotation or a fix in the vault is picked up without a restart and a flood of bad
+signatures cannot turn into a flood of vault reads.
+
+Status reads are signed too, over a canonical payload that names the request (`GET\\n/api/jobs/{id}\\n`,
+see `status_payload`), so one set of headers reads one job once: their `webhook-id` is consumed like a
+submission's.
+
+The principal names the key that signed (a fingerprint, never the key): jobs are visible to that key only.
 
 Order matters: the signature is checked before the `webhook-id` is recorded, so unauthenticated traffic cannot
 fill the seen-id table or burn ids that a legitimate caller will use.
@@ -12,6 +19,7 @@ fill the seen-id table or burn ids that a legitimate caller will use.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -19,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 from shared import standard_webhooks as sw
 from shared.errors import TerminalError, TransientError
-from shared.jobs.principal import SIGNATURE_PRINCIPAL, AuthFailure, AuthUnavailable, Principal
+from shared.jobs.principal import AuthFailure, AuthUnavailable, Principal
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,20 @@ def parse_secrets(value: str) -> list[bytes]:
     return keys
 
 
+def status_payload(job_id: str) -> bytes:
+    """What a signed `GET /api/jobs/{id}` signs in place of a body: the method and path, one per line."""
+    return f"GET\n/api/jobs/{job_id}\n".encode()
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A stable, non-reversible name for an HMAC key (owner of the jobs it signed)."""
+    return "key-" + hashlib.sha256(b"mcas-webhook-key\n" + key).hexdigest()[:24]
+
+
+class SecretUnusable(Exception):
+    """The secret in the vault is missing or malformed (a configuration problem)."""
+
+
 class WebhookKeys:
     """The current HMAC keys, read through `read(bypass_cache)` (the auth helper's Key Vault secret store)."""
 
@@ -44,6 +66,7 @@ class WebhookKeys:
         self._last_refresh = float("-inf")
 
     def current(self) -> list[bytes]:
+        """The cached keys; `SecretUnusable` when the secret is malformed (the caller may refresh)."""
         return self._load(bypass_cache=False)
 
     def refreshed(self) -> list[bytes] | None:
@@ -62,11 +85,12 @@ class WebhookKeys:
             raise AuthUnavailable("the webhook secret could not be read from Key Vault") from exc
         except (TerminalError, sw.WebhookSecretError) as exc:
             log.error("webhook signature authentication is not usable: %s", exc)
-            raise AuthFailure(
-                401,
-                "signature_not_configured",
-                "signature authentication is not available; use a bearer token",
-            ) from None
+            raise SecretUnusable(str(exc)) from None
+
+
+_NOT_CONFIGURED = AuthFailure(
+    401, "signature_not_configured", "signature authentication is not available; use a bearer token"
+)
 
 
 class SignatureAuthenticator:
@@ -83,30 +107,44 @@ class SignatureAuthenticator:
         self._tolerance_s = tolerance_s
         self._now = now
 
-    def authenticate(self, body: bytes, headers: Mapping[str, str], *, consume_id: bool = True) -> Principal:
-        """Verify; for state-changing requests also record the webhook-id (AuthFailure/AuthUnavailable)."""
+    def authenticate(self, payload: bytes, headers: Mapping[str, str]) -> Principal:
+        """Verify the signature over `payload` and consume its webhook-id (AuthFailure/AuthUnavailable)."""
         try:
-            verified = self._verify(body, headers, self._keys.current())
+            keys = self._keys.current()
+        except SecretUnusable:
+            keys = []  # still check the request's own form, then try a fresh read of the secret
+        try:
+            verified: sw.VerifiedWebhook | None = self._verify(payload, headers, keys)
         except sw.WebhookVerificationError as exc:
             if exc.reason != "no_matching_signature":
                 raise AuthFailure(401, f"signature_{exc.reason}", str(exc)) from None
-            fresh = self._keys.refreshed()
-            if fresh is None:
-                raise AuthFailure(401, "signature_mismatch", "the webhook signature does not match") from None
-            try:
-                verified = self._verify(body, headers, fresh)
-            except sw.WebhookVerificationError:
-                raise AuthFailure(401, "signature_mismatch", "the webhook signature does not match") from None
-        if consume_id:
-            try:
-                first = self._first_use(verified.msg_id)
-            except TransientError as exc:
-                raise AuthUnavailable("the webhook-id could not be recorded") from exc
-            if not first:
-                raise AuthFailure(
-                    401, "signature_replayed", "this webhook-id was already used; sign a new message"
-                )
-        return SIGNATURE_PRINCIPAL
+            verified = None
+        if verified is None:
+            verified = self._verify_refreshed(payload, headers, had_keys=bool(keys))
+        try:
+            first = self._first_use(verified.msg_id)
+        except TransientError as exc:
+            raise AuthUnavailable("the webhook-id could not be recorded") from exc
+        if not first:
+            raise AuthFailure(
+                401, "signature_replayed", "this webhook-id was already used; sign a new message"
+            )
+        return Principal(kind="signature", subject=key_fingerprint(verified.key))
 
-    def _verify(self, body: bytes, headers: Mapping[str, str], keys: list[bytes]) -> sw.VerifiedWebhook:
-        return sw.verify(body, headers, keys, tolerance_s=self._tolerance_s, now=self._now)
+    def _verify_refreshed(
+        self, payload: bytes, headers: Mapping[str, str], *, had_keys: bool
+    ) -> sw.VerifiedWebhook:
+        mismatch = AuthFailure(401, "signature_mismatch", "the webhook signature does not match")
+        try:
+            fresh = self._keys.refreshed()
+        except SecretUnusable:
+            raise _NOT_CONFIGURED from None
+        if fresh is None:
+            raise mismatch if had_keys else _NOT_CONFIGURED
+        try:
+            return self._verify(payload, headers, fresh)
+        except sw.WebhookVerificationError:
+            raise mismatch from None
+
+    def _verify(self, payload: bytes, headers: Mapping[str, str], keys: list[bytes]) -> sw.VerifiedWebhook:
+        return sw.verify(payload, headers, keys, tolerance_s=self._tolerance_s, now=self._now)

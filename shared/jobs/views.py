@@ -1,8 +1,10 @@
-"""The public shape of a job (GET /api/jobs/{id}, callback bodies). Never the sealed assertion."""
+"""The public shape of a job (GET /api/jobs/{id}, callback bodies). Never the sealed assertion, and never the
+callback URL's query (it may carry the receiver's own token)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from shared.jobs.store import JobRecord
 
@@ -27,5 +29,14 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "error": job.error,
     }
     if spec.get("callbackUrl"):
-        view["callback"] = {"url": spec["callbackUrl"], **(job.callback or {"status": "pending"})}
+        view["callback"] = {
+            "url": without_query(str(spec["callbackUrl"])),
+            **(job.callback or {"status": "pending"}),
+        }
     return view
+
+
+def without_query(url: str) -> str:
+    """`https://host/path` of a URL: the query and fragment dropped."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -20,11 +20,12 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import ConfigurationError, TerminalError, TransientError, ValidationError
+from shared.errors import ConfigurationError, TerminalError, ValidationError
 from shared.jobs.store import JobRecord, JobStore
 from shared.log_context import bind, log_context
 
@@ -365,19 +366,14 @@ def _send_callback(jobs: JobStore, job: JobRecord) -> JobRecord:
     from shared.jobs.views import job_view
 
     config = jobs_config()
-    try:
-        keys = _callback_keys(config.callback_secret_name)
-    except (TransientError, TerminalError, ValueError) as exc:
-        outcome: dict[str, Any] = {
-            "status": "failed",
-            "attempts": 0,
-            "detail": f"no signing key ({type(exc).__name__})",
-        }
-    else:
-        payload = {"type": "job.finished", "timestamp": _now_iso(), "data": job_view(job)}
-        outcome = deliver(
-            str(url), payload, msg_id=f"job_{job.job_id}", keys=keys, allow_loopback=config.allow_loopback
-        ).as_dict()
+    payload = {"type": "job.finished", "timestamp": _now_iso(), "data": job_view(job)}
+    outcome = deliver(
+        str(url),
+        payload,
+        msg_id=f"job_{job.job_id}",
+        keys=_callback_keys(config.callback_secret_name),
+        allow_loopback=config.allow_loopback,
+    ).as_dict()
     outcome["at"] = _now_iso()
 
     def change(current: JobRecord) -> JobRecord | None:
@@ -388,9 +384,14 @@ def _send_callback(jobs: JobStore, job: JobRecord) -> JobRecord:
     return updated or job
 
 
-def _callback_keys(secret_name: str) -> list[bytes]:
-    from shared.auth.keyvault import secret_store
-    from shared.jobs.signature import parse_secrets
-    from shared.settings import get_settings
+def _callback_keys(secret_name: str) -> Callable[[bool], list[bytes]]:
+    """Reads the signing secret(s) through the auth helper's Key Vault store; refresh bypasses its cache."""
 
-    return parse_secrets(secret_store(get_settings()).get(secret_name).value)
+    def read(refresh: bool) -> list[bytes]:
+        from shared.auth.keyvault import secret_store
+        from shared.jobs.signature import parse_secrets
+        from shared.settings import get_settings
+
+        return parse_secrets(secret_store(get_settings()).get(secret_name, bypass_cache=refresh).value)
+
+    return read

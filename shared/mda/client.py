@@ -31,6 +31,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from shared.backoff import Backoff
 from shared.caches import register_cache_reset
 from shared.mda.errors import (
     ApiError,
@@ -233,7 +234,7 @@ class MdaClient:
                 if throttles > self._retry.max_throttle_retries:
                     raise error
                 told = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_WAIT_S
-                wait = told * (1 + self._retry.throttle_jitter * self._rng())
+                wait = Backoff(rng=self._rng).wait_for(attempt, told, told_jitter=self._retry.throttle_jitter)
                 log.warning("%s %s throttled (429); waiting %.1f s as told", method, path, wait)
                 self._limiter.penalize(wait)
                 self._sleep_within(wait, deadline, error)
@@ -274,8 +275,7 @@ class MdaClient:
     def _backoff(
         self, attempt: int, deadline: float | None, error: ApiError, stats: RequestStats | None
     ) -> None:
-        ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * (2 ** (attempt - 1)))
-        wait = ceiling * self._rng()  # full jitter
+        wait = Backoff(self._retry.backoff_base_s, self._retry.backoff_cap_s, rng=self._rng).delay(attempt)
         log.warning(
             "%s %s failed (%s); retry %d in %.2f s",
             error.method,

@@ -24,6 +24,7 @@ from shared.mda.errors import BadRequestError, ServerError
 from shared.settings import Settings
 from shared.standard_webhooks import verify
 from tests.alerts.fakes import T0_MS, FakeClock, StoreSession, make_api, make_store, response
+from tests.outbound.fakes import ScriptedPoster, public
 
 
 def _open_alerts(count: int):
@@ -205,26 +206,9 @@ def test_blob_sink_names_are_deterministic_per_page(monkeypatch):
     assert [json.loads(line)["id"] for line in lines] == [a["id"] for a in batch.alerts]
 
 
-class _ScriptedPost:
-    def __init__(self, statuses: list[Any]) -> None:
-        self.statuses = statuses
-        self.requests: list[dict[str, Any]] = []
-
-    def post(self, url: str, *, data: bytes, headers: dict[str, str], **kwargs: Any) -> requests.Response:
-        self.requests.append({"data": data, "headers": dict(headers)})
-        item = self.statuses.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        r = requests.Response()
-        r.status_code = item
-        if item == 429:
-            r.headers["Retry-After"] = "2"
-        return r
-
-
 def _webhook(statuses: list[Any], key: bytes = b"k" * 32, keys: list[bytes] | None = None):
     clock = FakeClock(1_767_225_600.0)
-    session = _ScriptedPost(statuses)
+    session = ScriptedPoster(statuses)
     calls: list[bool] = []
 
     def key_reader(refresh: bool) -> bytes:
@@ -234,7 +218,8 @@ def _webhook(statuses: list[Any], key: bytes = b"k" * 32, keys: list[bytes] | No
     sink = WebhookSink(
         "https://soar.example/hook",
         key_reader,
-        session=cast(Any, session),
+        poster=session,
+        resolve=public,
         clock=clock,
         sleep=clock.sleep,
         rng=lambda: 0.5,

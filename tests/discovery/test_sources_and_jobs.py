@@ -77,14 +77,14 @@ class TestExplicitJobs:
         body = json.dumps(
             {
                 "action": "discovery.upload",
-                "blob": "logs/fw/a.log",
+                "blob": f"{CONTAINER}/fw/a.log",
                 "source": "squid",
                 "stream": "proxy eu",
                 "snapshot": True,
             }
         )
         [job] = parse_message(body, container=CONTAINER, account=AZURE)
-        assert job == UploadJob(BlobRef("logs", "fw/a.log"), "SQUID", "proxy eu", True, None, "job")
+        assert job == UploadJob(BlobRef(CONTAINER, "fw/a.log"), "SQUID", "proxy eu", True, None, "job")
 
     @pytest.mark.parametrize(
         ("account", "url", "expected"),
@@ -207,3 +207,41 @@ class TestConfig:
             ConfigurationError, match="MCAS_DISCOVERY_UPLOAD_CONCURRENCY must be between 1 and 16"
         ):
             DiscoveryConfig.from_getter(lambda name, default: "0" if "CONCURRENCY" in name else default)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/mcas-discovery-logs/a.log",
+        "mcas-discovery-logs/../azure-webjobs-secrets/host.json",
+        "mcas-discovery-logs/%2e%2e/azure-webjobs-secrets/host.json",
+        "mcas-discovery-logs/%2E%2E%2Fazure-webjobs-secrets%2Fhost.json",
+        "mcas-discovery-logs/./a.log",
+        "mcas-discovery-logs/a//b.log",
+        "mcas-discovery-logs/dir/",
+        "mcas-discovery-logs/a\\..\\b.log",
+        "https://acct.blob.core.windows.net/mcas-discovery-logs/../azure-webjobs-secrets/host.json",
+        "https://acct.blob.core.windows.net/mcas-discovery-logs/%2e%2e/azure-webjobs-secrets/host.json",
+        "https://acct.blob.core.windows.net//mcas-discovery-logs/a.log",
+    ],
+)
+def test_blob_paths_are_taken_literally(value: str) -> None:
+    with pytest.raises(ValidationError, match=r"segments|leading /|backslashes|malformed"):
+        parse_blob_ref(value, AZURE)
+
+
+def test_explicit_jobs_read_only_the_discovery_container_and_the_extra_ones() -> None:
+    job = {
+        "action": "discovery.upload",
+        "source": "SQUID",
+        "stream": "s",
+        "blob": "azure-webjobs-secrets/h.json",
+    }
+    with pytest.raises(ValidationError, match="not open to discovery jobs"):
+        parse_message(json.dumps(job), container=CONTAINER, account=AZURE)
+    job["blob"] = "firewall-exports/a.log"
+    [parsed] = parse_message(
+        json.dumps(job), container=CONTAINER, account=AZURE, extra_containers=frozenset({"firewall-exports"})
+    )
+    assert isinstance(parsed, UploadJob) and parsed.blob == BlobRef("firewall-exports", "a.log")
+    assert parse_blob_ref("firewall-exports/a%20b.log", AZURE).name == "a%20b.log"  # names stay literal

@@ -21,7 +21,7 @@ from shared.jobs.config import JobsConfig
 from shared.jobs.http import ApiRequest
 from shared.jobs.intake import JobsApi
 from shared.jobs.schema import ValidationContext
-from shared.jobs.signature import SignatureAuthenticator, WebhookKeys
+from shared.jobs.signature import SignatureAuthenticator, WebhookKeys, status_payload
 from shared.jobs.store import JobStore
 from tests.jobs.fakes import FakeBlobs, FakeQueue, FakeTable
 
@@ -65,6 +65,7 @@ def token(
     oid: str | None = None,
     key: Any = None,
     kid: str = KID,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     now = int(time.time()) if issued is None else issued
     claims: dict[str, Any] = {
@@ -82,6 +83,7 @@ def token(
         claims.update({"scp": scp, "preferred_username": "analyst@contoso.test"})
     if roles:
         claims["roles"] = roles
+    claims.update(extra or {})
     return jwt.encode(claims, key or _KEY, algorithm="RS256", headers={"kid": kid})
 
 
@@ -172,6 +174,13 @@ def signed(
         **(headers or {}),
     }
     return ApiRequest(method=method, url=url, headers=all_headers, body=payload)
+
+
+def signed_status(job_id: str, *, secret: str = SECRET, msg_id: str | None = None) -> ApiRequest:
+    """A signed `GET /api/jobs/{id}`: the signature covers the canonical request, not a body."""
+    key = sw.secret_key(secret)
+    headers = sw.signed_headers(key, msg_id or f"msg_{uuid.uuid4().hex}", status_payload(job_id))
+    return ApiRequest(method="GET", url=f"{URL}/{job_id}", headers=headers, body=b"")
 
 
 def bearer_request(

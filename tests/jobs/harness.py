@@ -22,6 +22,7 @@ import requests
 
 from localdev.host import LocalHost
 from shared import standard_webhooks as sw
+from shared.jobs.signature import status_payload
 
 FUNCTION_KEY = "jobs-test-function-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -83,13 +84,28 @@ class Client:
             all_headers["Authorization"] = f"Bearer {token}"
         return self.session.post(f"{self.base}/jobs", data=body, headers=all_headers, timeout=30)
 
-    def status(self, job_id: str, *, token: str | None = None) -> requests.Response:
-        headers = {"x-functions-key": FUNCTION_KEY}
+    def status(
+        self,
+        job_id: str,
+        *,
+        token: str | None = None,
+        secret: str = WEBHOOK_SECRET,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """GET the job: with a bearer token, with `headers` as given (replays), or signed over the canonical
+        `GET\n/api/jobs/{id}\n` payload with a fresh webhook-id."""
+        all_headers = {"x-functions-key": FUNCTION_KEY}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            all_headers["Authorization"] = f"Bearer {token}"
+        elif headers is not None:
+            all_headers.update(headers)
         else:
-            headers.update(sw.signed_headers(sw.secret_key(WEBHOOK_SECRET), f"msg_{uuid.uuid4().hex}", b""))
-        return self.session.get(f"{self.base}/jobs/{job_id}", headers=headers, timeout=30)
+            all_headers.update(signed_status_headers(job_id, secret=secret))
+        return self.session.get(f"{self.base}/jobs/{job_id}", headers=all_headers, timeout=30)
+
+
+def signed_status_headers(job_id: str, *, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    return sw.signed_headers(sw.secret_key(secret), f"msg_{uuid.uuid4().hex}", status_payload(job_id))
 
 
 @dataclass

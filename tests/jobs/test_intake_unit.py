@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from shared.errors import ConfigurationError
 from shared.jobs.http import ApiRequest
 from shared.jobs.sealing import unseal
 from tests.jobs.builders import (
@@ -17,6 +18,7 @@ from tests.jobs.builders import (
     body,
     rig,
     signed,
+    signed_status,
     token,
 )
 
@@ -40,10 +42,10 @@ def test_signed_close_is_accepted_recorded_and_queued():
 def test_status_is_readable_by_the_submitter():
     r = rig()
     job_id = r.api.submit(signed(body(CLOSE))).json()["jobId"]
-    view = r.api.status(signed(b"", method="GET", url=f"{URL}/{job_id}"), job_id)
+    view = r.api.status(signed_status(job_id), job_id)
     assert view.status == 200
     assert view.json()["jobId"] == job_id and view.json()["status"] == "queued"
-    assert r.api.status(signed(b"", method="GET"), "not-a-uuid").status == 404
+    assert r.api.status(signed_status("not-a-uuid"), "not-a-uuid").status == 404
     assert r.api.status(ApiRequest("GET", URL, {}), job_id).status == 401
 
 
@@ -155,7 +157,7 @@ def test_user_sees_only_own_jobs():
     assert r.api.status(bearer_request(b"", mine, method="GET"), job_id).status == 200
     other = token(scp="Jobs.Submit", oid="user-b")
     assert r.api.status(bearer_request(b"", other, method="GET"), job_id).status == 404
-    assert r.api.status(bearer_request(b"", token(roles=["Jobs.Submit"]), method="GET"), job_id).status == 200
+    assert r.api.status(bearer_request(b"", token(roles=["Jobs.Submit"]), method="GET"), job_id).status == 404
 
 
 @pytest.mark.parametrize(
@@ -170,6 +172,11 @@ def test_user_sees_only_own_jobs():
         ({"roles": ["Something.Else"]}, 403, "insufficient_role"),
         ({"scp": "access_as_user"}, 403, "insufficient_scope"),
         ({}, 403, "insufficient_scope"),
+        # idtyp decides the kind, and it must agree with the claims
+        ({"roles": ["Jobs.Submit"], "extra": {"idtyp": "user"}}, 401, "invalid_token"),
+        ({"scp": "Jobs.Submit", "roles": ["Jobs.Submit"], "extra": {"idtyp": "app"}}, 401, "invalid_token"),
+        ({"roles": ["Jobs.Submit"], "extra": {"idtyp": "device"}}, 401, "invalid_token"),
+        ({"roles": ["Jobs.Submit"], "extra": {"azp": None}}, 401, "invalid_token"),
     ],
 )
 def test_bad_tokens(kwargs, status, code):
@@ -203,3 +210,38 @@ def test_bearer_disabled():
 def test_odd_correlation_ids_are_replaced_not_fatal():
     answer = rig().api.submit(signed(body(CLOSE), headers={"X-Correlation-ID": "bad id\nwith newline"}))
     assert answer.status == 202 and "\n" not in answer.json()["correlationId"]
+
+
+def test_application_and_signature_callers_are_held_to_their_tenant_scopes():
+    other = {**CLOSE, "tenant": "fabrikam"}
+    app = token(roles=["Jobs.Submit"])  # azp "caller-app"
+    r = rig()
+    assert r.api.submit(signed(body(other))).json()["error"] == "tenant_not_allowed"
+    assert r.api.submit(bearer_request(body(other), app)).json()["error"] == "tenant_not_allowed"
+    assert r.api.submit(signed(body(CLOSE))).status == 202  # the default tenant
+    r = rig(tenant_scopes={"caller-app": ("fabrikam",), "*": ("*",)})
+    assert r.api.submit(bearer_request(body(other), app)).status == 202
+    assert r.api.submit(bearer_request(body(CLOSE), app)).json()["error"] == "tenant_not_allowed"
+    assert r.api.submit(signed(body(other))).status == 202  # "*" opens every tenant to the others
+
+
+def test_tenant_scopes_setting_is_validated():
+    from shared.jobs.config import JobsConfig
+    from shared.settings import Settings
+
+    env = {
+        "MCAS_API_URL": "https://contoso.us2.portal.cloudappsecurity.com",
+        "MCAS_TENANT_ID": "tid",
+        "MCAS_CLIENT_ID": "cid",
+        "MCAS_KEY_VAULT_URL": "https://kv.vault.azure.net",
+        "MCAS_TENANT_NAME": "contoso",
+    }
+    scoped = JobsConfig.from_settings(
+        Settings.from_env({**env, "MCAS_WEBHOOK_TENANT_SCOPES": '{"signature": ["contoso"], "app-1": ["*"]}'})
+    )
+    assert scoped.allowed_tenants("signature") == ("contoso",) and scoped.allowed_tenants("app-1") == (
+        "contoso",
+    )
+    for bad in ("[]", "not json", '{"signature": "contoso"}', '{"signature": ["nope"]}'):
+        with pytest.raises(ConfigurationError, match="MCAS_WEBHOOK_TENANT_SCOPES"):
+            JobsConfig.from_settings(Settings.from_env({**env, "MCAS_WEBHOOK_TENANT_SCOPES": bad}))

@@ -200,7 +200,7 @@ def test_user_token_that_expires_while_queued_fails_the_job_cleanly(jobs_env, ho
     job_id = accepted(
         client.submit({"action": "alerts.mark_read", "ids": ["a" * 24]}, auth="bearer", token=short)
     )
-    data = run_to_completion(host, client, job_id)
+    data = run_to_completion(host, client, job_id, token=short)  # only the submitter reads the job
     assert (data["status"], data["error"]["code"]) == ("failed", "user_assertion_expired")
 
 

@@ -20,6 +20,7 @@ from shared.storage import QUEUE_JOBS, queue_client  # noqa: E402
 from tests.jobs.harness import FUNCTION_KEY, running_host  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 40
+KEY = "x-functions-key"
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
@@ -39,6 +40,12 @@ def test_openapi_document_is_served_and_valid_for_schemathesis(jobs_env: dict[st
         schema = schemathesis.openapi.from_url(f"{host.api_url}/openapi.json", headers=headers)
         operations = [result.ok() for result in schema.get_all_operations()]
         assert {"POST /jobs", "GET /jobs/{jobId}"} <= {op.label for op in operations}
+        document = requests.get(f"{host.api_url}/openapi.json", headers=headers, timeout=10).json()
+        requirements = [document["security"]] + [
+            op["security"] for path in document["paths"].values() for op in path.values() if "security" in op
+        ]
+        # The host demands the key on every operation, so every security requirement names it.
+        assert all(all("functionKey" in option for option in req) for req in requirements), requirements
         calls: dict[str, int] = {}
         modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
         for operation, mode in [(op, mode) for op in operations for mode in modes]:
@@ -51,8 +58,12 @@ def test_openapi_document_is_served_and_valid_for_schemathesis(jobs_env: dict[st
             )
             @given(case=operation.as_strategy(mode))
             def run(case: Any) -> None:
-                # A generated (negative) Authorization header is kept, so it meets the API's own refusal.
-                extra = {k: v for k, v in headers.items() if k not in (case.headers or {})}
+                # A generated (negative) Authorization header is kept, so it meets the API's own refusal; the
+                # function key (declared on every operation, checked by the host) is always the real one.
+                # A negative case may leave the key out on purpose: the host must then refuse it (401).
+                extra = {k: v for k, v in headers.items() if k not in (case.headers or {}) and k != KEY}
+                if case.headers and KEY in case.headers:
+                    case.headers[KEY] = FUNCTION_KEY
                 response = case.call_and_validate(base_url=host.api_url, headers=extra, checks=CHECKS)
                 key = f"{case.operation.label} {response.status_code}"
                 calls[key] = calls.get(key, 0) + 1

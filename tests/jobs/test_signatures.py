@@ -10,7 +10,7 @@ from shared import standard_webhooks as sw
 from shared.errors import TransientError
 from shared.jobs.claims import SeenWebhookIds
 from shared.jobs.principal import AuthFailure, AuthUnavailable
-from shared.jobs.signature import SignatureAuthenticator, WebhookKeys, parse_secrets
+from shared.jobs.signature import SignatureAuthenticator, WebhookKeys, key_fingerprint, parse_secrets
 from tests.jobs.builders import OTHER_SECRET, SECRET
 from tests.jobs.fakes import FakeTable
 
@@ -114,7 +114,6 @@ def test_replayed_id_is_refused_but_only_after_the_signature_checks():
     with pytest.raises(AuthFailure) as caught:
         auth.authenticate(REF_BODY, headers())
     assert (caught.value.status, caught.value.code) == (401, "signature_replayed")
-    auth.authenticate(REF_BODY, headers(), consume_id=False)  # reads (GET) do not consume ids
 
 
 def test_seen_ids_expire_after_retention():
@@ -134,3 +133,34 @@ def test_vault_outage_is_unavailable_not_unauthorized():
 
 def test_keys_are_never_shorter_than_decoded_secret():
     assert sw.secret_key(SECRET) == base64.b64decode(SECRET.removeprefix("whsec_"))
+
+
+def test_unpadded_secrets_are_accepted_like_the_official_libraries_do():
+    raw = b"\x01" * 32
+    padded = "whsec_" + base64.b64encode(raw).decode()
+    assert padded.endswith("=")
+    assert sw.secret_key(padded.rstrip("=")) == sw.secret_key(padded) == raw
+    with pytest.raises(sw.WebhookSecretError):
+        sw.secret_key("whsec_a")  # one base64 char can never be a key
+
+
+def test_a_malformed_secret_is_reread_like_a_mismatch_and_as_rarely():
+    clock = [1000.0]
+    auth = _authenticator(["whsec_not*base64", REF_SECRET], FakeTable(), clock)
+    auth.authenticate(REF_BODY, headers())  # cached value malformed: one refresh finds the fixed secret
+    assert auth.reads == [False, True]  # type: ignore[attr-defined]
+
+    broken = _authenticator(["whsec_not*base64"], FakeTable(), clock)
+    for msg_id in ("m1", "m2", "m3"):
+        with pytest.raises(AuthFailure) as caught:
+            broken.authenticate(REF_BODY, headers(msg_id=msg_id))
+        assert caught.value.code == "signature_not_configured"
+    assert broken.reads.count(True) == 1  # type: ignore[attr-defined]  # bounded: one vault read per interval
+
+
+def test_the_signer_is_named_by_its_key():
+    clock = [1000.0]
+    auth = _authenticator([f"{OTHER_SECRET} {REF_SECRET}"], FakeTable(), clock)
+    principal = auth.authenticate(REF_BODY, headers())
+    assert principal.subject == key_fingerprint(sw.secret_key(REF_SECRET))
+    assert principal.subject != key_fingerprint(sw.secret_key(OTHER_SECRET))
