@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 STREAM_SCHEDULED = "alerts"
 STREAM_ADHOC = "alerts-adhoc"
+STREAM_CHANGES = "alerts-changes"  # MDA closures and status changes, by resolution date
+STREAM_GRAPH = "alerts-graph"  # Microsoft Graph alerts_v2, by lastUpdateDateTime
 _IDS_CHUNK_CHARS = 30_000  # Table string properties hold 32K UTF-16 characters
 
 

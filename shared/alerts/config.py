@@ -17,6 +17,8 @@
 | MCAS_LOGS_SCOPE | per cloud | `logs` sink: token scope (`https://monitor.azure.com/.default`, .us, .cn) |
 | MCAS_LOGS_TENANT_PROFILE | first profile | `logs` sink: the profile whose app identity gets the token |
 | MCAS_LOGS_CREDENTIAL | `app` | `logs` sink: `app` (that profile's app) or `managed_identity` (own MI) |
+| MCAS_ALERT_SCHEMA_VERSION | `2` | record shape: 2 (source, version, triage state) or 1 (MDA only) |
+| MCAS_GRAPH_OVERLAP_SECONDS | `300` | Graph pulls re-read this far behind the cursor (late-visible updates) |
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ class AlertConfig:
     settle_s: float
     lease_s: float
     logs: LogsConfig | None = None
+    schema_version: int = 2
+    graph_overlap_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> AlertConfig:
@@ -199,4 +203,13 @@ class AlertConfig:
             settle_s=_number(settings, "MCAS_ALERTS_SETTLE_SECONDS", "60", minimum=0),
             lease_s=_number(settings, "MCAS_ALERTS_LEASE_SECONDS", "120", minimum=1),
             logs=logs,
+            schema_version=_schema_version(settings.get("MCAS_ALERT_SCHEMA_VERSION")),
+            graph_overlap_s=_number(settings, "MCAS_GRAPH_OVERLAP_SECONDS", "300", minimum=0),
         )
+
+
+def _schema_version(raw: str | None) -> int:
+    text = (raw or "2").strip()
+    if text not in ("1", "2"):
+        raise ConfigurationError("MCAS_ALERT_SCHEMA_VERSION", f"must be 1 or 2, got {raw!r}")
+    return int(text)

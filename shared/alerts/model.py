@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from shared.errors import ValidationError
 
@@ -61,7 +61,7 @@ class AlertEntity(TypedDict):
     email: str | None
 
 
-class NormalizedAlert(TypedDict):
+class NormalizedAlertV1(TypedDict):
     schema_version: int
     id: str
     tenant: str
@@ -87,6 +87,34 @@ class NormalizedAlert(TypedDict):
     raw: dict[str, Any]
 
 
+class NormalizedAlertV2(TypedDict):
+    """Schema version 2 (shared/alerts/record_v2.py builds it and holds its JSON schema)."""
+
+    schema_version: Literal[2]
+    source: str
+    id: str
+    mda_id: str | None
+    tenant: str
+    version: int
+    updated: str
+    updated_ms: int
+    timestamp: str
+    timestamp_ms: int
+    title: str
+    description: str
+    severity: str
+    status: str
+    classification: str
+    determination: str
+    assigned_to: str | None
+    resolved_time: str | None
+    portal_url: str | None
+    entities: list[AlertEntity]
+    raw: dict[str, Any]
+
+
+NormalizedAlert = NormalizedAlertV1 | NormalizedAlertV2
+
 _NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
 _NULLABLE_INT: dict[str, Any] = {"type": ["integer", "null"]}
 
@@ -96,7 +124,7 @@ ALERT_SCHEMA: dict[str, Any] = {
     "title": "Normalised Defender for Cloud Apps alert",
     "type": "object",
     "additionalProperties": False,
-    "required": list(NormalizedAlert.__annotations__),
+    "required": list(NormalizedAlertV1.__annotations__),
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
         "id": {"type": "string", "description": "the API's `_id` (24 hex chars); the dedupe key"},
@@ -230,8 +258,9 @@ def _first(raw: Mapping[str, Any], key: str, fallback: str) -> Any:
     return raw.get(fallback) if value is None else value
 
 
-def normalize(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlert:
-    """The normalised record for one API alert object. Raises ValidationError only without `_id`/timestamp.
+def normalize(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlertV1:
+    """The normalised record (schema 1) for one API alert object. Raises ValidationError only without
+    `_id`/timestamp. Schema 2: shared/alerts/record_v2.py.
 
     Hot path (100 alerts a page): a dict literal and direct lookups; no copies of `raw`.
     """
@@ -242,7 +271,7 @@ def normalize(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlert:
     )
     status, status_value = _enum(STATUS, _first(raw, "statusValue", "status"))
     entities = raw.get("entities")
-    alert: NormalizedAlert = {
+    alert: NormalizedAlertV1 = {
         "schema_version": SCHEMA_VERSION,
         "id": alert_id(raw),
         "tenant": tenant,

@@ -1,16 +1,14 @@
-"""The alert pull: page by time from the checkpoint, deliver each page to the sinks, then commit it.
+"""The alert pull: ask the tenant's source for what follows the checkpoint, deliver each page, then commit it.
 
-One code path for the timer, the ad-hoc queue job and `mcasctl alerts pull`:
-1. load the tenant's checkpoint (watermark ms + ids delivered at that ms) and take its lease;
-2. ask for `date >= watermark` (minus the ids already delivered at the watermark), sorted ascending, 100 at a
-   time - never deep `skip` (mcas-api.md §4.2) - and drop anything the checkpoint already covers, by id;
+One code path for the timer, the ad-hoc queue job and `mcasctl alerts pull`, whatever the source (the
+Defender for Cloud Apps API or Microsoft Graph, see shared/alerts/source.py):
+1. load the tenant's checkpoint (the source's cursor) and take its lease;
+2. take the source's next page of records the checkpoint does not cover;
 3. make sure the lease covers the delivery (renewing it with a conditional write unless it was just renewed:
    a run that lost the checkpoint to another stops here, before it delivers anything), deliver the page to
    every sink within the lease, and only then commit the advanced checkpoint (which renews the lease);
 4. stop cleanly when caught up, at the per-run page cap, or before the time budget runs out; the next run
    continues from the last committed page. A crash redelivers at most the one uncommitted page.
-While a page is delivered and committed, the next one is already being fetched (its query depends only on the
-checkpoint the current page leads to).
 Tenants run concurrently (each has its own checkpoint, token and request budget); each run leaves a health
 record (start, end, alerts, pages, 429s, lag, error).
 """
@@ -25,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.alerts.checkpoints import (
     STREAM_SCHEDULED,
@@ -35,12 +33,16 @@ from shared.alerts.checkpoints import (
     check_monotonic,
 )
 from shared.alerts.config import AlertConfig
-from shared.alerts.model import NormalizedAlert, iso_utc_ms, normalize
+from shared.alerts.model import iso_utc_ms
 from shared.alerts.sinks import AlertBatch, Sink, build_sinks, deliver_all
-from shared.errors import ConfigurationError, McasError, TerminalError, ValidationError
+from shared.alerts.source import AlertSource, PageWindow, version_key
+from shared.errors import ConfigurationError, McasError, TerminalError
 from shared.log_context import log_context, propagate
-from shared.mda.alerts import MAX_SKIP, PAGE_LIMIT, AlertPage, AlertsApi
+from shared.mda.alerts import AlertsApi
 from shared.mda.client import RequestStats
+
+if TYPE_CHECKING:
+    from shared.graph.alerts import GraphAlertsApi
 from shared.mda.errors import BudgetExhaustedError
 from shared.mda.filters import Filter
 from shared.settings import Settings, TenantProfile, get_settings
@@ -48,7 +50,6 @@ from shared.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-NEQ_ID_LIMIT = 2000  # ids at the watermark sent as `id.neq`; beyond, dedupe by id only
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime can hold
 
 
@@ -102,7 +103,8 @@ class _RunState:
 
 
 def page_key(tenant: str, stream: str, key: str, alert_ids: Sequence[str]) -> str:
-    """Deterministic per page content: a redelivered page gets the same blob name and webhook-id."""
+    """Deterministic per page content - the (id, version) of its records: a redelivered page gets the same
+    blob name and webhook-id, and a new version of an alert never shares them with an older one."""
     digest = hashlib.sha256(f"{tenant}|{stream}|{key}|{','.join(alert_ids)}".encode())
     return digest.hexdigest()[:32]
 
@@ -111,7 +113,8 @@ def pull_tenant(
     profile: TenantProfile,
     options: PullOptions,
     *,
-    api: AlertsApi,
+    api: AlertsApi | None = None,
+    source: AlertSource | None = None,
     store: CheckpointStore,
     sinks: Sequence[Sink],
     deadline: float,
@@ -121,7 +124,14 @@ def pull_tenant(
     run_id: str | None = None,
     on_page: Callable[[AlertBatch, Checkpoint], None] | None = None,
 ) -> PullResult:
-    """One run for one tenant. Never raises for API/sink/storage trouble: the result carries the error."""
+    """One run for one tenant from `source` (or the MDA alerts API `api`). Never raises for API, sink or
+    storage trouble: the result carries the error."""
+    if source is None:
+        if api is None:
+            raise ValueError("pull_tenant needs a source or an MDA api")
+        from shared.alerts.mda_source import MdaAlertSource
+
+        source = MdaAlertSource(api, tenant=profile.name)
     run_id = run_id or uuid.uuid4().hex[:12]
     key = options.key or profile.name
     started_wall, started = wall(), clock()
@@ -149,7 +159,7 @@ def pull_tenant(
                 options=options,
                 key=key,
                 state=state,
-                api=api,
+                source=source,
                 store=store,
                 sinks=sinks,
                 deadline=deadline,
@@ -229,69 +239,13 @@ def _take_lease(
             continue  # someone wrote in between: look again
 
 
-def _page_query(options: PullOptions, cp: Checkpoint, *, skip_at_watermark: bool) -> tuple[Filter, int]:
-    """Filters and skip for the page after `cp`: date >= watermark, minus the ids already delivered there."""
-    filters = options.filters.gte("date", cp.watermark_ms)
-    if options.end_ms is not None:
-        filters = filters.lte("date", options.end_ms)
-    skip = 0
-    if skip_at_watermark:
-        filters = filters.lte("date", cp.watermark_ms)
-        skip = len(cp.ids_at_watermark)
-    elif cp.ids_at_watermark and len(cp.ids_at_watermark) <= NEQ_ID_LIMIT:
-        filters = filters.neq("id", *sorted(cp.ids_at_watermark))
-    if skip > MAX_SKIP:
-        raise McasError(f"more than {MAX_SKIP} alerts share the millisecond {cp.watermark_ms}")
-    return filters, skip
-
-
-class _Prefetcher:
-    """Fetches the next page while the current one is delivered and committed (its query depends only on the
-    checkpoint the current page leads to, which is known before delivery). Halves the time per page."""
-
-    def __init__(self, api: AlertsApi, stats: RequestStats, deadline: float) -> None:
-        self._api, self._stats, self._deadline = api, stats, deadline
-        self._pool: Any = None
-        self._pending: tuple[tuple[Filter, int], Any] | None = None
-
-    def start(self, query: tuple[Filter, int]) -> None:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-prefetch")
-        future = self._pool.submit(propagate(self._fetch), query)  # its log lines keep the run's context
-        self._pending = (query, future)
-
-    def _fetch(self, query: tuple[Filter, int]) -> AlertPage:
-        filters, skip = query
-        return self._api.query(
-            filters,
-            sort_direction="asc",
-            skip=skip,
-            limit=PAGE_LIMIT,
-            deadline=self._deadline,
-            stats=self._stats,
-        )
-
-    def get(self, query: tuple[Filter, int]) -> AlertPage:
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == query:
-            page: AlertPage = pending[1].result()
-            return page
-        return self._fetch(query)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def _run_pages(
     profile: TenantProfile,
     *,
     options: PullOptions,
     key: str,
     state: _RunState,
-    api: AlertsApi,
+    source: AlertSource,
     store: CheckpointStore,
     sinks: Sequence[Sink],
     deadline: float,
@@ -300,15 +254,21 @@ def _run_pages(
     stats: RequestStats,
     result: PullResult,
     on_page: Callable[[AlertBatch, Checkpoint], None] | None,
-    prefetch: bool = True,
 ) -> None:
     """The page loop. `state.cp` always holds the latest written checkpoint (and ETag)."""
     owner = result.run_id
     # Leave time to deliver and commit the last page: queries must finish well before the run's deadline.
     budget = max(0.0, deadline - clock())
     query_deadline = deadline - min(30.0, 0.25 * budget)
-    skip_at_watermark = False  # fallback when the server ignores id.neq and a page is all repeats
-    fetcher = _Prefetcher(api, stats, query_deadline)
+    assert state.cp is not None
+    window = PageWindow(
+        end_ms=options.end_ms,
+        deadline=query_deadline,
+        max_pages=options.max_pages,
+        clock=clock,
+        filters=options.filters,
+    )
+    pages = source.pages(state.cp, window, stats)
     try:
         while True:
             cp = state.cp
@@ -316,37 +276,26 @@ def _run_pages(
             if result.pages >= options.max_pages:
                 result.stopped = "page_cap"
                 return
-            if options.end_ms is not None and cp.watermark_ms > options.end_ms:
+            page = next(pages, None)
+            if page is None:
                 _finish(store, options, key, state, result)
                 return
-            page = fetcher.get(_page_query(options, cp, skip_at_watermark=skip_at_watermark))
-            fresh, malformed = _new_alerts(page.alerts, cp, profile.name)
-            result.skipped_malformed += malformed
-            if not fresh:
-                if skip_at_watermark:
-                    # Every alert at the watermark is delivered: go on after it (committed with the next).
-                    skip_at_watermark = False
-                    state.cp = dataclasses.replace(
-                        cp, watermark_ms=cp.watermark_ms + 1, ids_at_watermark=frozenset()
-                    )
-                    continue
-                if page.has_next and page.alerts:
-                    skip_at_watermark = True
-                    continue
+            result.skipped_malformed += page.malformed
+            if not page.alerts:
+                # Nothing new; the cursor may still have moved past delivered records (kept with the lease).
+                state.cp = dataclasses.replace(
+                    page.checkpoint, etag=cp.etag, lease_owner=cp.lease_owner, lease_until=cp.lease_until
+                )
                 _finish(store, options, key, state, result)
                 return
-            ids = [a["id"] for a in fresh]
+            check_monotonic(cp, page.checkpoint)
+            fresh = page.alerts
             batch = AlertBatch.build(
-                profile.name, options.stream, page_key(profile.name, options.stream, key, ids), fresh
+                profile.name,
+                options.stream,
+                page_key(profile.name, options.stream, key, [version_key(a) for a in fresh]),
+                fresh,
             )
-            advanced = cp.advanced((a["id"], a["timestamp_ms"]) for a in fresh)
-            check_monotonic(cp, advanced)
-            more = page.has_next or skip_at_watermark
-            ahead = (
-                prefetch and page.has_next and not skip_at_watermark and result.pages + 1 < options.max_pages
-            )
-            if ahead and clock() < query_deadline - 1.0:
-                fetcher.start(_page_query(options, advanced, skip_at_watermark=False))
             # Claim the page. Unless our lease was renewed moments ago (90% of it left: the usual case, one
             # commit per page), renew it conditionally first - if another run took the checkpoint, this raises
             # CheckpointConflict before anything is delivered. Delivery must then end well before the lease
@@ -356,21 +305,23 @@ def _run_pages(
             lease_left = (state.cp.lease_until if state.cp is not None else cp.lease_until) - wall()
             deliver_all(sinks, batch, deadline=min(deadline, clock() + lease_left - 0.1 * options.lease_s))
             etag = state.cp.etag if state.cp is not None else None
-            committed = dataclasses.replace(advanced, etag=etag).leased(owner, wall() + options.lease_s)
+            committed = dataclasses.replace(page.checkpoint, etag=etag).leased(
+                owner, wall() + options.lease_s
+            )
             state.cp = store.save(options.stream, key, committed)
             result.pages += 1
             result.alerts += len(fresh)
             result.newest_ms = max(result.newest_ms or 0, batch.last_ms)
             if on_page is not None:
                 on_page(batch, state.cp)
-            if not more:
+            if not page.more:
                 _finish(store, options, key, state, result)
                 return
             if clock() >= query_deadline - 1.0:
                 result.stopped = "budget"
                 return
     finally:
-        fetcher.close()
+        pages.close()
 
 
 def _finish(
@@ -381,27 +332,6 @@ def _finish(
     if options.mark_complete and cp is not None and not cp.complete:
         state.cp = store.save(options.stream, key, dataclasses.replace(cp, complete=True))
         result.stopped = "complete"
-
-
-def _new_alerts(
-    raw: Sequence[dict[str, Any]], cp: Checkpoint, tenant: str
-) -> tuple[list[NormalizedAlert], int]:
-    """Normalised alerts of a page that the checkpoint does not cover, each id once, in page order."""
-    fresh: list[NormalizedAlert] = []
-    seen: set[str] = set()
-    malformed = 0
-    for item in raw:
-        try:
-            alert = normalize(item, tenant=tenant)
-        except ValidationError as exc:
-            malformed += 1
-            log.warning("skipping a malformed alert from %s: %s", tenant, exc)
-            continue
-        if alert["id"] in seen or cp.covers(alert["id"], alert["timestamp_ms"]):
-            continue
-        seen.add(alert["id"])
-        fresh.append(alert)
-    return fresh, malformed
 
 
 def _iso(epoch_s: float) -> str:
@@ -458,6 +388,57 @@ class PullEnvironment:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    schema_version: int = 1
+    # The Graph security API client of a profile (`alert_source = graph`); built lazily by default.
+    graph_for: Callable[[TenantProfile], GraphAlertsApi] | None = None
+    graph_overlap_s: float = 300.0
+
+
+def plan_sources(
+    profile: TenantProfile, options: PullOptions, env: PullEnvironment
+) -> list[tuple[PullOptions, AlertSource]]:
+    """The (stream, source) runs of one tenant, in order: one per change feed of its alert source.
+
+    - `mda`: new alerts by creation time (stream `alerts`), and with schema 2 also closures and status
+      changes by resolution date (stream `alerts-changes`);
+    - `graph`: every new `lastUpdateDateTime` of an alert (stream `alerts-graph`).
+    Ad-hoc window jobs read the MDA alerts API whatever the profile says (their filters are its grammar).
+    """
+    from shared.alerts.checkpoints import STREAM_CHANGES, STREAM_GRAPH
+    from shared.alerts.mda_source import MdaAlertSource, MdaChangesSource
+
+    if profile.alert_source == "graph" and options.stream == STREAM_SCHEDULED:
+        from shared.alerts.graph_source import GraphAlertSource
+
+        graph = env.graph_for(profile) if env.graph_for is not None else _graph_api(profile)
+        source = GraphAlertSource(
+            graph,
+            tenant=profile.name,
+            service_sources=profile.graph_service_sources,
+            overlap_s=env.graph_overlap_s,
+        )
+        return [(dataclasses.replace(options, stream=STREAM_GRAPH), source)]
+    api = env.api_for(profile)
+    runs: list[tuple[PullOptions, AlertSource]] = [
+        (options, MdaAlertSource(api, tenant=profile.name, schema_version=env.schema_version))
+    ]
+    if env.schema_version >= 2 and options.stream == STREAM_SCHEDULED:
+        # The creation feed's cursor as it stands before this run (see MdaChangesSource).
+        before = env.store.load(options.stream, options.key or profile.name)
+        changes = MdaChangesSource(
+            api,
+            tenant=profile.name,
+            creation_watermark_ms=before.watermark_ms if before is not None else None,
+            wall=env.wall,
+        )
+        runs.append((dataclasses.replace(options, stream=STREAM_CHANGES), changes))
+    return runs
+
+
+def _graph_api(profile: TenantProfile) -> GraphAlertsApi:
+    from shared.graph.client import graph_client_for
+
+    return GraphAlertsApi(graph_client_for(profile))
 
 
 def default_environment(
@@ -474,7 +455,13 @@ def default_environment(
     ]
     if require_sink and not sinks:
         raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink: set any of queue, blob, webhook")
-    return PullEnvironment(api_for=lambda p: AlertsApi(client_for(p)), store=checkpoint_store(), sinks=sinks)
+    return PullEnvironment(
+        api_for=lambda p: AlertsApi(client_for(p)),
+        store=checkpoint_store(),
+        sinks=sinks,
+        schema_version=config.schema_version,
+        graph_overlap_s=config.graph_overlap_s,
+    )
 
 
 def run_scheduled(
@@ -521,30 +508,40 @@ def run_scheduled_entry(*, past_due: bool = False) -> list[PullResult]:
 def run_tenants(
     profiles: Sequence[TenantProfile], options: PullOptions, env: PullEnvironment, deadline: float
 ) -> list[PullResult]:
-    def one(profile: TenantProfile) -> PullResult:
+    def one(profile: TenantProfile) -> list[PullResult]:
         with log_context(tenant=profile.name):
-            result = pull_tenant(
-                profile,
-                options,
-                api=env.api_for(profile),
-                store=env.store,
-                sinks=env.sinks,
-                deadline=deadline,
-                clock=env.clock,
-                wall=env.wall,
-                sleep=env.sleep,
-            )
-            _safe_record(env.recorder, result)
-            record_metrics(result)
-            _log_result(result)
-        return result
+            results: list[PullResult] = []
+            try:
+                runs = plan_sources(profile, options, env)
+            except Exception as exc:  # e.g. an unusable Graph setting: this tenant fails, the others run
+                failed = PullResult(profile.name, options.stream, options.key or profile.name, "-", "")
+                failed.stopped, failed.error = "error", f"{type(exc).__name__}: {exc}"
+                failed.terminal = isinstance(exc, TerminalError)
+                runs, results = [], [failed]
+            for run_options, source in runs:
+                result = pull_tenant(
+                    profile,
+                    run_options,
+                    source=source,
+                    store=env.store,
+                    sinks=env.sinks,
+                    deadline=deadline,
+                    clock=env.clock,
+                    wall=env.wall,
+                    sleep=env.sleep,
+                )
+                _safe_record(env.recorder, result)
+                record_metrics(result)
+                _log_result(result)
+                results.append(result)
+        return results
 
     if len(profiles) == 1:
-        return [one(profiles[0])]
+        return one(profiles[0])
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(8, len(profiles)), thread_name_prefix="alert-pull") as pool:
-        return list(pool.map(propagate(one), profiles))
+        return [r for rs in pool.map(propagate(one), profiles) for r in rs]
 
 
 def record_metrics(result: PullResult) -> None:
