@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.alerts.checkpoints import (
+    STREAM_CHANGES,
     STREAM_SCHEDULED,
     Checkpoint,
     CheckpointConflict,
@@ -404,7 +405,7 @@ def plan_sources(
     - `graph`: every new `lastUpdateDateTime` of an alert (stream `alerts-graph`).
     Ad-hoc window jobs read the MDA alerts API whatever the profile says (their filters are its grammar).
     """
-    from shared.alerts.checkpoints import STREAM_CHANGES, STREAM_GRAPH
+    from shared.alerts.checkpoints import STREAM_GRAPH
     from shared.alerts.mda_source import MdaAlertSource, MdaChangesSource
 
     if profile.alert_source == "graph" and options.stream == STREAM_SCHEDULED:
@@ -431,7 +432,10 @@ def plan_sources(
             creation_watermark_ms=before.watermark_ms if before is not None else None,
             wall=env.wall,
         )
-        runs.append((dataclasses.replace(options, stream=STREAM_CHANGES), changes))
+        # A tenant's first changes cursor starts now: earlier closures are in the state the creation feed
+        # delivers (or delivered), so the lookback would only repeat them.
+        first_start = int(env.wall() * 1000)
+        runs.append((dataclasses.replace(options, stream=STREAM_CHANGES, start_ms=first_start), changes))
     return runs
 
 
@@ -549,7 +553,7 @@ def record_metrics(result: PullResult) -> None:
     metrics.add("alerts_pulled", result.alerts, tenant=result.tenant)
     metrics.add("alert_pages", result.pages, tenant=result.tenant)
     metrics.add("throttled_429", result.throttled, tenant=result.tenant)
-    if result.lag_s is not None:
+    if result.lag_s is not None and result.stream != STREAM_CHANGES:  # closures: no "newest alert" age
         metrics.record("pull_lag", result.lag_s, tenant=result.tenant)
 
 
