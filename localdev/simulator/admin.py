@@ -26,6 +26,7 @@ rotated or expired secrets) and to read counters proving call patterns. Endpoint
     GET    /_admin/state                         the world's description plus listener URLs
     *      /_admin/mda/{tenant}/{subpath}        the MDA service's own admin API (see mda.py)
     *      /_admin/logs/{subpath}                Logs Ingestion admin API (see logs_ingestion.py)
+    *      /_admin/graph/{tenant}/{subpath}      the tenant's Graph security API admin (see graph.py)
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class AdminService:
 
     def handle(self, req: SimRequest) -> SimResponse:
         sub = req.path[len("/_admin") :].strip("/")
+        if sub.startswith("graph/"):
+            tenant, _, subpath = sub[len("graph/") :].partition("/")
+            graph = self.world.graph.get(tenant)
+            if graph is None:
+                return SimResponse.json(404, {"error": f"no Graph tenant {tenant!r}"})
+            return graph.handle_admin(req, subpath)
         if sub.startswith("mda/"):
             tenant, _, subpath = sub[len("mda/") :].partition("/")
             service = self.world.mda.get(tenant)

@@ -97,6 +97,11 @@ class SimulatorHandle:
             raise SimulatorError(f"no MDA tenant {tenant!r} in this simulator (has {sorted(tenants)})")
         return str(tenants[tenant]["api_url"])
 
+    def graph_url(self, tenant: str = "contoso") -> str:
+        """The tenant's simulated Microsoft Graph root (the security API's host)."""
+        self.api_url(tenant)
+        return str(self.info["mda_tenants"][tenant]["graph_url"])
+
     # -- admin API -----------------------------------------------------------------------------------
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
@@ -196,6 +201,10 @@ class SimulatorHandle:
         env.update(overrides)
         return env
 
+    def graph(self, tenant: str, method: str, subpath: str, json: Any = None) -> Any:
+        """The tenant's Graph security API admin (see localdev/simulator/graph.py)."""
+        return self.admin(method, f"/graph/{tenant}/{subpath.lstrip('/')}", json)
+
     # -- app settings --------------------------------------------------------------------------------
 
     def app_env(
@@ -205,6 +214,7 @@ class SimulatorHandle:
         app = {"application": "daemon", "user": "public", "legacy": "daemon"}.get(auth_mode, "daemon")
         env = {
             "MCAS_API_URL": self.api_url(tenant),
+            "MCAS_GRAPH_URL": self.graph_url(tenant),
             "MCAS_TENANT_ID": self.tenant_id,
             "MCAS_CLIENT_ID": self.client_id(app),
             "MCAS_AUTH_MODE": auth_mode,

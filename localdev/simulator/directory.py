@@ -151,7 +151,7 @@ WELL_KNOWN_RESOURCES = (
         GRAPH_RESOURCE,
         frozenset({GRAPH_RESOURCE, "https://graph.microsoft.com"}),
         "Microsoft Graph",
-        frozenset(),
+        frozenset({"SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"}),
         frozenset({"User.Read", "openid", "profile", "email", "offline_access"}),
     ),
     Resource(
@@ -179,6 +179,7 @@ class Directory:
         self.apps: dict[str, App] = {}
         self.users: dict[str, User] = {}  # lower-cased username -> user
         self.identities: dict[str, ManagedIdentity] = {}  # client id -> identity
+        self.aliases: dict[str, str] = {}  # extra identifier (a simulated Graph host) -> resource app id
         self.lock = threading.RLock()
 
     def add_app(self, app: App) -> App:
@@ -215,6 +216,7 @@ class Directory:
     def resource(self, identifier: str) -> Resource | None:
         """Resolve a scope prefix (GUID, identifier URI) to a resource, including apps that expose an API."""
         wanted = identifier.rstrip("/")
+        wanted = self.aliases.get(wanted, wanted)
         for res in WELL_KNOWN_RESOURCES:
             if wanted in res.identifiers or wanted.lower() in {i.lower() for i in res.identifiers}:
                 return res

@@ -324,6 +324,7 @@ class Simulator:
                 if hasattr(service, "wants_stream") and hasattr(service, "handle_stream"):
                     server.streaming = service  # type: ignore[assignment]
                 self._add(server, api_url)
+                self._add_graph(world, tenant, service, context)
         elif self.options.mda_tenants:
             print("simulator: localdev.simulator.mda not available; no MDA listeners", file=sys.stderr)
 
@@ -335,6 +336,27 @@ class Simulator:
         tmp.chmod(0o600)
         tmp.replace(state_file)
         return info
+
+    def _add_graph(self, world: World, tenant: str, mda: MdaServiceLike, context: ssl.SSLContext) -> None:
+        """The tenant's Microsoft Graph security API on its own port; its URL is a Graph token audience."""
+        from localdev.simulator.directory import GRAPH_RESOURCE
+        from localdev.simulator.graph import GraphService
+
+        server = _Server(f"graph:{tenant}", context, verbose=self.verbose)
+        graph_url = f"https://127.0.0.1:{server.port}"
+        service = GraphService(
+            tenant,
+            world.directory.tenant_id,
+            world.issuer,
+            mda=mda,
+            graph_url=graph_url,
+            faults=world.faults,
+            counters=world.counters,
+        )
+        world.graph[tenant] = service
+        world.directory.aliases[graph_url] = GRAPH_RESOURCE
+        server.dispatch = service.handle
+        self._add(server, graph_url)
 
     def stop(self) -> None:
         stoppers = [threading.Thread(target=x.server.shutdown, daemon=True) for x in self.listeners]
@@ -396,7 +418,11 @@ class Simulator:
         assert world is not None and self.pki is not None
         authority = self.url("main")
         mda = {
-            name.removeprefix("mda:"): {"api_url": x.url, "tenant_id": world.directory.tenant_id}
+            name.removeprefix("mda:"): {
+                "api_url": x.url,
+                "tenant_id": world.directory.tenant_id,
+                "graph_url": next((g.url for g in self.listeners if g.name == f"graph:{name[4:]}"), None),
+            }
             for name, x in ((x.name, x) for x in self.listeners)
             if name.startswith("mda:")
         }

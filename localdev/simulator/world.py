@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from localdev.pki import ClientCertificate, make_client_certificate
 from localdev.simulator.counters import Counters
 from localdev.simulator.directory import (
+    GRAPH_RESOURCE,
     MDA_PERMISSIONS,
     App,
     ClientSecret,
@@ -90,6 +91,7 @@ class World:
         self.directory = Directory(str(uuid.uuid4()), "mcaslocal.onmicrosoft.com")
         self.lock = threading.RLock()
         self.mda: dict[str, MdaServiceLike] = {}
+        self.graph: dict[str, MdaServiceLike] = {}  # Graph security API per MDA tenant (graph.py)
         self.legacy_tokens: dict[str, set[str]] = {}
         self._seed_directory()
         self.entra = EntraService(
@@ -138,7 +140,7 @@ class World:
                 ],
                 app_id_uri=f"api://{daemon_id}",
                 exposed_scopes={"access_as_user"},
-                app_roles={MDA_RESOURCE: set(DAEMON_ROLES)},
+                app_roles={MDA_RESOURCE: set(DAEMON_ROLES), GRAPH_RESOURCE: {"SecurityAlert.ReadWrite.All"}},
                 delegated={MDA_RESOURCE: set(DELEGATED_MDA)},
             )
         )
@@ -148,7 +150,7 @@ class World:
                 str(uuid.uuid4()),
                 "MCAS reader",
                 secrets=[ClientSecret(new_secret())],
-                app_roles={MDA_RESOURCE: {"Investigation.read"}},
+                app_roles={MDA_RESOURCE: {"Investigation.read"}, GRAPH_RESOURCE: {"SecurityAlert.Read.All"}},
             )
         )
         webhook_id = str(uuid.uuid4())
@@ -332,6 +334,8 @@ class World:
         for service in self.mda.values():
             service.handle_admin(admin_request("POST", {}), "throttle/reset")
         self.logs.clear_conditions()
+        for graph in self.graph.values():
+            graph.handle_admin(admin_request("POST", {}), "reset")
         return {"reset": True}
 
     # -- description ---------------------------------------------------------------------------------

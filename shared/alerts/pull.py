@@ -440,6 +440,7 @@ def plan_sources(
 
 
 def _graph_api(profile: TenantProfile) -> GraphAlertsApi:
+    from shared.graph.alerts import GraphAlertsApi
     from shared.graph.client import graph_client_for
 
     return GraphAlertsApi(graph_client_for(profile))

@@ -1,0 +1,155 @@
+"""Changes are events, over real HTTPS (simulator: Entra, Key Vault, MDA, Graph) and Azurite checkpoints.
+
+Graph: 2,000 alerts are pulled, then 300+ versions appear (some alerts change twice, some changes are
+stamped behind the cursor inside the overlap window, some become visible only later); the next pulls deliver
+exactly the new versions, each once. MDA: 300 closures after the first pull come as 300 new versions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from shared.alerts.config import AlertConfig
+from shared.alerts.pull import default_environment, run_scheduled
+from shared.settings import get_settings
+from tests.alerts.fakes import RecordingSink
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def graph_env(alerts_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    sim = alerts_env["sim"]
+    monkeypatch.setenv("MCAS_ALERT_SOURCE", "graph")
+    monkeypatch.setenv("MCAS_GRAPH_OVERLAP_SECONDS", "300")
+    get_settings.cache_clear()
+    sim.graph("contoso", "POST", "reset")
+    sim.graph("contoso", "POST", "config", {"limit": 150, "window_s": 2})
+    return alerts_env
+
+
+def _seed(sim: Any, count: int, *, seed: int = 3) -> None:
+    now = int(time.time() * 1000)
+    sim.mda(
+        "contoso",
+        "POST",
+        "alerts/seed",
+        {
+            "count": count,
+            "seed": seed,
+            "start_ms": now - 2 * DAY_MS,
+            "end_ms": now - 1000,
+            "burst_share": 0.4,
+        },
+    )
+
+
+def _pull(sink: RecordingSink) -> list[Any]:
+    config = AlertConfig.from_settings(get_settings())
+    env = default_environment(config, extra_sinks=[sink], require_sink=False)
+    results = run_scheduled(env=env, budget_s=120, start_ms=int(time.time() * 1000) - 3 * DAY_MS)
+    assert all(r.ok for r in results), [(r.stream, r.error) for r in results]
+    return results
+
+
+def _versions(sink: RecordingSink) -> list[tuple[str, int]]:
+    return [(a["id"], a["version"]) for b in sink.batches for a in b.alerts]  # type: ignore[typeddict-item]
+
+
+def test_graph_pull_delivers_every_new_version_once(graph_env: dict[str, Any]) -> None:
+    sim = graph_env["sim"]
+    _seed(sim, 2000)
+    first = RecordingSink()
+    _pull(first)
+    graph_view = sim.graph("contoso", "GET", "alerts")["alerts"]
+    assert sorted(_versions(first)) == sorted((a["id"], _us(a["lastUpdateDateTime"])) for a in graph_view)
+    assert len(first.ids) == 2000 == len(set(first.ids))
+    record = first.batches[0].alerts[0]
+    assert record["schema_version"] == 2 and record["source"] == "graph"  # type: ignore[typeddict-item]
+    assert record["mda_id"] and record["id"] == f"ca{record['mda_id']}"  # type: ignore[typeddict-item]
+
+    ids = sorted(a["id"] for a in graph_view)
+    once, twice, behind, late = ids[:200], ids[200:250], ids[250:280], ids[280:300]
+    changes = sim.graph("contoso", "POST", "alerts/change", {"ids": once, "status": "inProgress"})["changes"]
+    changes += sim.graph("contoso", "POST", "alerts/change", {"ids": twice})["changes"]
+    # Stamped 60 s ago: behind the cursor the first pull committed, inside the 300 s overlap.
+    changes += sim.graph(
+        "contoso", "POST", "alerts/change", {"ids": behind, "classification": "truePositive", "back_s": 60}
+    )["changes"]
+    changes += sim.graph(
+        "contoso",
+        "POST",
+        "alerts/change",
+        {"ids": late, "assignedTo": "late@contoso.com", "visible_after_s": 2},
+    )["changes"]
+    expected = {(c["id"], _us(c["lastUpdateDateTime"])) for c in changes}
+    assert len(expected) == 300
+
+    second = RecordingSink()
+    _pull(second)  # the late ones are not visible yet
+    delivered = _versions(second)
+    assert len(delivered) == len(set(delivered)) == 280
+    assert set(delivered) <= expected and not {v for v in delivered if v[0] in late}
+
+    # The second change of 50 alerts, after the pull that delivered their first.
+    again = sim.graph("contoso", "POST", "alerts/change", {"ids": twice, "status": "resolved"})["changes"]
+    expected |= {(c["id"], _us(c["lastUpdateDateTime"])) for c in again}
+    assert len(expected) == 350
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for the simulator to show the late changes (no fixed sleep)
+        shown = {a["id"]: a for a in sim.graph("contoso", "GET", "alerts")["alerts"]}
+        if all(shown[i]["assignedTo"] == "late@contoso.com" for i in late):
+            break
+        time.sleep(0.2)
+    third = RecordingSink()
+    _pull(third)
+    delivered += _versions(third)
+    assert Counter(delivered) == Counter(expected)  # every new version, each once, none missed
+
+    fourth = RecordingSink()
+    _pull(fourth)
+    assert _versions(fourth) == []
+    assert int(sim.graph("contoso", "GET", "throttle/stats")["throttled"]) == 0
+
+
+def test_mda_source_delivers_closures_as_new_versions(alerts_env: dict[str, Any]) -> None:
+    from shared.mda.alerts import AlertsApi
+    from shared.mda.client import client_for
+
+    sim = alerts_env["sim"]
+    _seed(sim, 2000, seed=8)
+    first = RecordingSink()
+    _pull(first)
+    assert len(first.ids) == 2000 == len(set(first.ids))
+    open_ids = sorted(
+        a["_id"] for a in sim.mda("contoso", "GET", "alerts")["alerts"] if a["resolutionStatusValue"] == 0
+    )
+    assert len(open_ids) >= 300
+    profile = get_settings().default_tenant
+    api = AlertsApi(client_for(profile))
+    api.close("true_positive", open_ids[:150], deadline=api.client.deadline_in(60))
+    api.close("benign", open_ids[150:300], reason_id=6, deadline=api.client.deadline_in(60))
+
+    second = RecordingSink()
+    _pull(second)
+    records = [a for b in second.batches for a in b.alerts]
+    assert sorted(r["id"] for r in records) == sorted(open_ids[:300])
+    by_id = {r["id"]: r for r in records}
+    assert {by_id[i]["classification"] for i in open_ids[:150]} == {"truePositive"}  # type: ignore[typeddict-item]
+    assert {by_id[i]["classification"] for i in open_ids[150:300]} == {  # type: ignore[typeddict-item]
+        "informationalExpectedActivity"
+    }
+    assert all(r["status"] == "resolved" for r in records)
+    third = RecordingSink()
+    _pull(third)
+    assert third.batches == []
+
+
+def _us(iso: str) -> int:
+    from shared.alerts.record_v2 import parse_iso_us
+
+    return parse_iso_us(iso, what="test")
