@@ -173,7 +173,7 @@ def mda_v2(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlertV2:
         "mda_id": identifier,
         "tenant": tenant,
         "version": updated_us,
-        "updated": iso_utc_us(updated_us) if updated_us % 1000 else iso_utc_ms(updated_us // 1000),
+        "updated": iso_utc_us(updated_us),
         "updated_ms": updated_us // 1000,
         "timestamp": iso_utc_ms(ts_ms),
         "timestamp_ms": ts_ms,

@@ -117,7 +117,8 @@ class QueueSink:
         # A character is at most 4 UTF-8 bytes: only encode to measure when the text could be too big.
         if len(line) * 4 <= QUEUE_MESSAGE_MAX_BYTES or len(line.encode("utf-8")) <= QUEUE_MESSAGE_MAX_BYTES:
             return line
-        blob_name = f"{alert['tenant']}/{alert['id']}.json"
+        version = alert.get("version")  # schema 2: every version of an alert has its own payload blob
+        blob_name = f"{alert['tenant']}/{alert['id']}" + (f".{version}" if version is not None else "") + ".json"
         self._payload_container().upload_blob(
             blob_name,
             line.encode("utf-8"),
@@ -130,6 +131,7 @@ class QueueSink:
             "tenant": alert["tenant"],
             "timestamp": alert["timestamp"],
             "timestamp_ms": alert["timestamp_ms"],
+            **({"version": version} if version is not None else {}),
             "title": alert["title"][:512],
             "severity": alert["severity"],
             "payload_ref": {"container": "mcas-alert-payloads", "blob": blob_name},
