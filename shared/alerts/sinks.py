@@ -118,7 +118,8 @@ class QueueSink:
         if len(line) * 4 <= QUEUE_MESSAGE_MAX_BYTES or len(line.encode("utf-8")) <= QUEUE_MESSAGE_MAX_BYTES:
             return line
         version = alert.get("version")  # schema 2: every version of an alert has its own payload blob
-        blob_name = f"{alert['tenant']}/{alert['id']}" + (f".{version}" if version is not None else "") + ".json"
+        suffix = f".{version}" if version is not None else ""
+        blob_name = f"{alert['tenant']}/{alert['id']}{suffix}.json"
         self._payload_container().upload_blob(
             blob_name,
             line.encode("utf-8"),

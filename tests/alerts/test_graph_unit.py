@@ -189,7 +189,8 @@ def test_the_same_mda_alert_means_the_same_through_either_source() -> None:
         assert mda[key] == graph[key], key
     _check(ALERT_SCHEMA_V2, mda)
     open_alert = mda_v2({**DOC_EXAMPLE, "resolutionStatusValue": 0}, tenant="t")
-    assert (open_alert["status"], open_alert["version"]) == ("new", cast(int, DOC_EXAMPLE["timestamp"]) * 1000)
+    created_us = cast(int, DOC_EXAMPLE["timestamp"]) * 1000
+    assert (open_alert["status"], open_alert["version"]) == ("new", created_us)
 
 
 def test_records_without_id_or_change_time_are_refused() -> None:
