@@ -1,7 +1,8 @@
 """`mcasctl alerts`: pull alerts exactly as the timer does, export a window, inspect or repair a checkpoint,
 close alerts.
 
-    mcasctl alerts pull [--lookback 24h | --since 2025-01-31T00:00:00Z] [--out alerts.ndjson [--append]]
+    mcasctl alerts pull [--source graph|mda] [--lookback 24h | --since 2025-01-31T00:00:00Z]
+                        [--out alerts.ndjson [--append]]
     mcasctl alerts export --since T [--until T] --out FILE.ndjson
     mcasctl alerts checkpoint show | set --since T | reset
     mcasctl alerts close {benign,false-positive,true-positive} ID... [--reason N] [--comment TEXT]
@@ -10,7 +11,9 @@ close alerts.
 or `--since` only matter when a tenant has no checkpoint yet. `--out` also writes the delivered normalised
 alerts as NDJSON (then MCAS_ALERT_SINKS may be empty); an existing file needs --append or --overwrite. It
 shows progress on stderr and prints one summary line per tenant. Ctrl-C stops it at the next safe point,
-releases the checkpoint and says what was delivered.
+releases the checkpoint and says what was delivered. `--source` reads alerts from Microsoft Graph (`alerts_v2`,
+every change a new version) or the Defender for Cloud Apps API instead of each profile's MCAS_ALERT_SOURCE; each
+source keeps its own checkpoint.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def register(subparsers: Any) -> None:
     )
     start.add_argument(
         "--since", metavar="ISO", help="window start for a first run, ISO-8601 (UTC if no offset)"
+    )
+    pull.add_argument(
+        "--source", choices=("graph", "mda"), help="alert source (default: each profile's MCAS_ALERT_SOURCE)"
     )
     outfile.add_arguments(pull, help_text="also write delivered alerts as NDJSON")
     pull.add_argument(
@@ -157,6 +163,7 @@ def run_pull(args: argparse.Namespace) -> int:
                 tenants=args.tenant,
                 budget_s=args.budget,
                 wait_for_lease=args.wait_for_lease,
+                source=args.source,
             )
     finally:
         progress.close()
@@ -165,8 +172,10 @@ def run_pull(args: argparse.Namespace) -> int:
     else:
         for r in results:
             lag = f"{r.lag_s:.0f}s" if r.lag_s is not None else "-"
+            feed = "" if r.stream == "alerts" else f" [{r.stream}]"
             print(
-                f"{r.tenant}: alerts={r.alerts} pages={r.pages} requests={r.requests} 429s={r.throttled} "
+                f"{r.tenant}{feed}: alerts={r.alerts} pages={r.pages} requests={r.requests} "
+                f"429s={r.throttled} "
                 f"duration={r.duration_s:.1f}s lag={lag} stopped={r.stopped}"
             )
         total = summarize(results)

@@ -65,6 +65,7 @@ class PullOptions:
     lease_s: float = 120.0
     wait_for_lease: bool = False
     mark_complete: bool = False  # ad-hoc jobs: flag the checkpoint complete once the window is done
+    source: str | None = None  # "mda" | "graph": overrides the profile's alert source (mcasctl --source)
 
 
 @dataclass
@@ -408,7 +409,7 @@ def plan_sources(
     from shared.alerts.checkpoints import STREAM_GRAPH
     from shared.alerts.mda_source import MdaAlertSource, MdaChangesSource
 
-    if profile.alert_source == "graph" and options.stream == STREAM_SCHEDULED:
+    if (options.source or profile.alert_source) == "graph" and options.stream == STREAM_SCHEDULED:
         from shared.alerts.graph_source import GraphAlertSource
 
         graph = env.graph_for(profile) if env.graph_for is not None else _graph_api(profile)
@@ -477,8 +478,10 @@ def run_scheduled(
     tenants: Sequence[str] | None = None,
     budget_s: float | None = None,
     wait_for_lease: bool = False,
+    source: str | None = None,
 ) -> list[PullResult]:
-    """The timer's run over every tenant profile (concurrently); `mcasctl alerts pull` runs the same."""
+    """The timer's run over every tenant profile (concurrently); `mcasctl alerts pull` runs the same
+    (`source` overrides each profile's alert source)."""
     settings = settings or get_settings()
     config = AlertConfig.from_settings(settings)
     env = env or default_environment(config)
@@ -495,6 +498,7 @@ def run_scheduled(
         max_pages=config.max_pages_per_run,
         lease_s=config.lease_s,
         wait_for_lease=wait_for_lease,
+        source=source,
     )
     return run_tenants(profiles, options, env, deadline)
 

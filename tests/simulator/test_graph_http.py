@@ -55,7 +55,8 @@ def _call(sim: SimulatorHandle, token: str, method: str, path: str, **kwargs: An
 def test_list_pages_with_next_link_and_maps_mda_alerts(sim: SimulatorHandle) -> None:
     token = _token(sim, "daemon", "mcas-client-secret")
     params = {
-        "$filter": "serviceSource eq 'microsoftDefenderForCloudApps' and lastUpdateDateTime ge 2000-01-01T00:00:00Z",
+        "$filter": "serviceSource eq 'microsoftDefenderForCloudApps'"
+        " and lastUpdateDateTime ge 2000-01-01T00:00:00Z",
         "$top": "10",
         "$orderby": "lastUpdateDateTime asc",
     }
