@@ -8,6 +8,9 @@
   attempt, and an alert closed earlier with another classification is still closed as asked.
 - mark_read / mark_unread read state first too (one list call per 100 ids) and only touch alerts not already
   in the wanted state - one API call per alert is the expensive part under 30 requests per minute.
+- alerts.update on an MDA tenant: a close (status resolved + classification pick the endpoint, see
+  `MDA_CLOSE_BY_CLASSIFICATION`), with the close's safety.
+- close / mark_* / update on a tenant whose alert source is Microsoft Graph: shared/jobs/graph_actions.py.
 - discovery.upload: the discovery feature's own job parser and `upload_blob_job` (streamed, idempotent by
   hash).
 """
@@ -26,6 +29,8 @@ from shared.jobs.schema import (
     ACTION_FETCH,
     ACTION_MARK_READ,
     ACTION_MARK_UNREAD,
+    ACTION_UPDATE,
+    MDA_CLOSE_BY_CLASSIFICATION,
     RESOLUTION_STATUSES,
     SEVERITIES,
     JobSpec,
@@ -57,6 +62,11 @@ def run_action(spec: JobSpec, context: ActionContext) -> dict[str, Any]:
     """Do the job; return its JSON result. Raises the features' typed errors (transient or terminal)."""
     if spec.action == ACTION_DISCOVERY_UPLOAD:
         return _discovery_upload(spec.params, context)
+    graph_actions = (ACTION_CLOSE, ACTION_MARK_READ, ACTION_MARK_UNREAD, ACTION_UPDATE)
+    if context.profile.alert_source == "graph" and spec.action in graph_actions:
+        from shared.jobs.graph_actions import run_graph_action
+
+        return run_graph_action(spec, context)
     from shared.mda.alerts import AlertsApi
     from shared.mda.client import RequestStats, client_for
 
@@ -70,6 +80,13 @@ def run_action(spec: JobSpec, context: ActionContext) -> dict[str, Any]:
         result = _close(api, spec.params, context, deadline, stats)
     elif spec.action in (ACTION_MARK_READ, ACTION_MARK_UNREAD):
         result = _mark(api, spec.params, spec.action == ACTION_MARK_READ, deadline, stats)
+    elif spec.action == ACTION_UPDATE:
+        # Validated at intake: status resolved with a classification the MDA close endpoints express.
+        kind = MDA_CLOSE_BY_CLASSIFICATION[spec.params["classification"]]
+        close_params = {"kind": kind, "ids": spec.params["ids"]}
+        if "comment" in spec.params:
+            close_params["comment"] = spec.params["comment"]
+        result = _close(api, close_params, context, deadline, stats)
     else:  # pragma: no cover - validate_job admits only known actions
         raise ValueError(f"unknown action {spec.action}")
     result["apiRequests"] = stats.requests

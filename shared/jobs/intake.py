@@ -457,6 +457,8 @@ def default_api() -> JobsApi:
     def account() -> Any:
         return storage_account()
 
+    graph_tenants = frozenset(p.name for p in settings.tenants if p.alert_source == "graph")
+
     def validation() -> ValidationContext:
         return ValidationContext(
             now=datetime.now(UTC),
@@ -465,6 +467,8 @@ def default_api() -> JobsApi:
             extra_sources=discovery.extra_sources,
             storage_account=account(),
             blob_containers=discovery.job_containers,
+            graph_tenants=graph_tenants,
+            default_tenant=config.tenants[0] if config.tenants else None,
         )
 
     queue = queue_client(QUEUE_JOBS)

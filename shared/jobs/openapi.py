@@ -18,8 +18,11 @@ from shared.jobs.schema import (
     ACTION_FETCH,
     ACTION_MARK_READ,
     ACTION_MARK_UNREAD,
+    ACTION_UPDATE,
+    CLASSIFICATIONS,
     CLOSE_KINDS,
     CLOSE_REASONS,
+    DETERMINATIONS,
     MAX_BLOB,
     MAX_EMAIL,
     MAX_FETCH_LIMIT,
@@ -28,9 +31,11 @@ from shared.jobs.schema import (
     MAX_MARK_IDS,
     MAX_TENANT,
     MAX_TEXT,
+    MAX_UPDATE_IDS,
     MAX_URL,
     RESOLUTION_STATUSES,
     SEVERITIES,
+    UPDATE_STATUSES,
 )
 from shared.jobs.store import STATUSES
 from shared.version import APP_VERSION
@@ -72,8 +77,9 @@ def _ids(limit: int) -> dict[str, Any]:
         "type": "array",
         "minItems": 1,
         "maxItems": limit,
-        "items": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"},
-        "description": "Alert ids (the API's 24-hex `_id`); duplicates are ignored.",
+        "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,255}$"},
+        "description": "Alert ids: the MDA API's 24-hex `_id` on tenants whose alert source is `mda`, "
+        "Microsoft Graph alert ids on `graph` tenants; duplicates are ignored.",
     }
 
 
@@ -207,8 +213,33 @@ def _schemas() -> dict[str, Any]:
                 **_COMMON_PROPERTIES,
             },
         },
+        "UpdateJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", "ids"],
+            "description": "Sets the triage state. Graph tenants: any of the fields. MDA tenants: only "
+            "status resolved with a classification (truePositive, falsePositive or "
+            "informationalExpectedActivity pick the close endpoint) and a comment; determination and "
+            "assignedTo are field errors there.",
+            "properties": {
+                "action": _action(ACTION_UPDATE),
+                "ids": _ids(MAX_UPDATE_IDS),
+                "status": {"type": "string", "enum": list(UPDATE_STATUSES)},
+                "classification": {"type": "string", "enum": list(CLASSIFICATIONS)},
+                "determination": {"type": "string", "enum": list(DETERMINATIONS)},
+                "assignedTo": {"type": "string", "maxLength": MAX_EMAIL, "nullable": True},
+                "comment": text,
+                **_COMMON_PROPERTIES,
+            },
+        },
         "JobRequest": {
-            "oneOf": [_ref("FetchJob"), _ref("CloseJob"), _ref("MarkJob"), _ref("DiscoveryUploadJob")],
+            "oneOf": [
+                _ref("FetchJob"),
+                _ref("CloseJob"),
+                _ref("MarkJob"),
+                _ref("DiscoveryUploadJob"),
+                _ref("UpdateJob"),
+            ],
             "discriminator": {
                 "propertyName": "action",
                 "mapping": {
@@ -217,6 +248,7 @@ def _schemas() -> dict[str, Any]:
                     ACTION_MARK_READ: f"{_REF}MarkJob",
                     ACTION_MARK_UNREAD: f"{_REF}MarkJob",
                     ACTION_DISCOVERY_UPLOAD: f"{_REF}DiscoveryUploadJob",
+                    ACTION_UPDATE: f"{_REF}UpdateJob",
                 },
             },
         },
@@ -254,6 +286,7 @@ def _schemas() -> dict[str, Any]:
                     "nullable": True,
                     "description": "alerts.close: closed_<kind>, alertsNotFound, alreadyClosed; "
                     "alerts.mark_*: marked_read|marked_unread, unchanged, alertsNotFound; "
+                    "alerts.update: updated (Graph) or closed_<kind> (MDA), alertsNotFound; "
                     "alerts.fetch: count, truncated, "
                     "alerts (normalised); discovery.upload: outcome, size, sha256, parts.",
                 },

@@ -36,13 +36,47 @@ ACTION_CLOSE = "alerts.close"
 ACTION_MARK_READ = "alerts.mark_read"
 ACTION_MARK_UNREAD = "alerts.mark_unread"
 ACTION_DISCOVERY_UPLOAD = "discovery.upload"
+ACTION_UPDATE = "alerts.update"
 ACTIONS: tuple[str, ...] = (
     ACTION_FETCH,
     ACTION_CLOSE,
     ACTION_MARK_READ,
     ACTION_MARK_UNREAD,
     ACTION_DISCOVERY_UPLOAD,
+    ACTION_UPDATE,
 )
+# alerts.update: Microsoft Graph's values (https://learn.microsoft.com/graph/api/resources/security-alert);
+# determinations in the spelling of Graph's service metadata.
+UPDATE_STATUSES: tuple[str, ...] = ("new", "inProgress", "resolved")
+CLASSIFICATIONS: tuple[str, ...] = (
+    "unknown",
+    "falsePositive",
+    "truePositive",
+    "informationalExpectedActivity",
+)
+DETERMINATIONS: tuple[str, ...] = (
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
+    "lineOfBusinessApplication",
+)
+# The MDA API can only close: a resolved classification picks the close endpoint.
+MDA_CLOSE_BY_CLASSIFICATION: dict[str, str] = {
+    "truePositive": "true_positive",
+    "falsePositive": "false_positive",
+    "informationalExpectedActivity": "benign",
+}
 
 CLOSE_KINDS: tuple[str, ...] = ("benign", "false_positive", "true_positive")
 # Documented reasonId values per close endpoint (mcas-api.md §5). True positive takes none.
@@ -71,6 +105,7 @@ RESOLUTION_STATUSES: dict[str, int] = {
     "true_positive": 5,
 }
 
+MAX_UPDATE_IDS = 100  # Graph updates one alert per call
 MAX_IDS = 500  # close: bulk calls of 100; also keeps a job's spec well inside one 64 KiB Table property
 MAX_MARK_IDS = 100  # mark read/unread is one API call per alert under the tenant's 30 requests/minute
 MAX_TEXT = 1000
@@ -87,6 +122,7 @@ FUTURE_SKEW = timedelta(minutes=5)
 MAX_FIELD_ERRORS = 50
 
 ALERT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+GRAPH_ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,255}$")  # Graph ids: opaque, case kept
 EMAIL = re.compile(
     r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
@@ -100,6 +136,7 @@ _ACTION_FIELDS: dict[str, frozenset[str]] = {
     ACTION_MARK_READ: frozenset({"ids"}),
     ACTION_MARK_UNREAD: frozenset({"ids"}),
     ACTION_DISCOVERY_UPLOAD: frozenset({"blob", "source", "stream", "snapshot"}),
+    ACTION_UPDATE: frozenset({"ids", "status", "classification", "determination", "assignedTo", "comment"}),
 }
 _WINDOW_FIELDS = frozenset({"since", "until", "lookback"})
 _FILTER_FIELDS = frozenset({"severity", "resolutionStatus", "read", "open", "policyIds", "serviceIds"})
@@ -160,6 +197,11 @@ class ValidationContext:
     extra_sources: frozenset[str] = frozenset()
     storage_account: StorageAccount | None = None  # the app's blob endpoint, for blob URLs in discovery jobs
     blob_containers: frozenset[str] | None = None  # containers discovery jobs may read (None: not checked)
+    graph_tenants: frozenset[str] = frozenset()  # profiles whose alerts live in Microsoft Graph
+    default_tenant: str | None = None  # the profile a job without `tenant` runs on
+
+    def is_graph(self, tenant: str | None) -> bool:
+        return (tenant or self.default_tenant or "") in self.graph_tenants
 
 
 class _Errors:
@@ -188,12 +230,15 @@ def validate_job(body: Any, context: ValidationContext) -> JobSpec:
     tenant = _tenant(body.get("tenant"), context, errors)
     callback = _callback_url(body.get("callbackUrl"), context, errors)
     params: dict[str, Any]
+    graph = context.is_graph(tenant)
     if action == ACTION_FETCH:
         params = _fetch(body, context, errors)
     elif action == ACTION_CLOSE:
-        params = _close(body, errors)
+        params = _close(body, errors, graph=graph)
     elif action in (ACTION_MARK_READ, ACTION_MARK_UNREAD):
-        params = {"ids": _ids(body.get("ids"), "ids", errors, limit=MAX_MARK_IDS)}
+        params = {"ids": _ids(body.get("ids"), "ids", errors, limit=MAX_MARK_IDS, graph=graph)}
+    elif action == ACTION_UPDATE:
+        params = _update(body, errors, graph=graph)
     else:
         params = _discovery(body, context, errors)
     if errors.items:
@@ -422,7 +467,7 @@ def _int_list(value: Any, path: str, errors: _Errors) -> list[int]:
 # -- alerts.close / mark -------------------------------------------------------------------------------------
 
 
-def _ids(value: Any, path: str, errors: _Errors, *, limit: int = MAX_IDS) -> list[str]:
+def _ids(value: Any, path: str, errors: _Errors, *, limit: int = MAX_IDS, graph: bool = False) -> list[str]:
     if not isinstance(value, list) or not value:
         errors.add(path, f"must be a non-empty list of alert ids (at most {limit})")
         return []
@@ -431,19 +476,24 @@ def _ids(value: Any, path: str, errors: _Errors, *, limit: int = MAX_IDS) -> lis
         return []
     out: dict[str, None] = {}
     for index, item in enumerate(value):
-        if not isinstance(item, str) or not ALERT_ID.match(item):
+        if graph:
+            if not isinstance(item, str) or not GRAPH_ALERT_ID.match(item):
+                errors.add(f"{path}[{index}]", "must be a Microsoft Graph alert id (letters, digits, _.:=-)")
+            else:
+                out.setdefault(item, None)
+        elif not isinstance(item, str) or not ALERT_ID.match(item):
             errors.add(f"{path}[{index}]", "must be an alert id (24 hexadecimal characters)")
         else:
             out.setdefault(item.lower(), None)
     return list(out)
 
 
-def _close(body: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _close(body: Mapping[str, Any], errors: _Errors, *, graph: bool = False) -> dict[str, Any]:
     kind = body.get("kind")
     if not isinstance(kind, str) or kind not in CLOSE_KINDS:
         errors.add("kind", f"must be one of {', '.join(CLOSE_KINDS)}")
         kind = None
-    params: dict[str, Any] = {"kind": kind, "ids": _ids(body.get("ids"), "ids", errors)}
+    params: dict[str, Any] = {"kind": kind, "ids": _ids(body.get("ids"), "ids", errors, graph=graph)}
 
     reason = body.get("reasonId")
     if reason is not None and kind is not None:
@@ -482,6 +532,62 @@ def _close(body: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
             params["feedbackText"] = feedback
         if email is not None:
             params["contactEmail"] = email
+    return params
+
+
+# -- alerts.update -------------------------------------------------------------------------------------------
+
+
+def _update(body: Mapping[str, Any], errors: _Errors, *, graph: bool) -> dict[str, Any]:
+    """Graph tenants: any of status, classification, determination, assignedTo (and a comment). MDA tenants:
+    only what a close can express - status `resolved` with a classification (and a comment)."""
+    params: dict[str, Any] = {"ids": _ids(body.get("ids"), "ids", errors, limit=MAX_UPDATE_IDS, graph=graph)}
+    for name, allowed in (
+        ("status", UPDATE_STATUSES),
+        ("classification", CLASSIFICATIONS),
+        ("determination", DETERMINATIONS),
+    ):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or value not in allowed:
+            errors.add(name, f"must be one of {', '.join(allowed)}")
+        else:
+            params[name] = value
+    if "assignedTo" in body:
+        owner = body.get("assignedTo")
+        if owner is not None and (not isinstance(owner, str) or len(owner) > MAX_EMAIL):
+            errors.add("assignedTo", f"must be a user (up to {MAX_EMAIL} characters) or null")
+        else:
+            params["assignedTo"] = owner
+    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
+    if comment is not None:
+        params["comment"] = comment
+    if not any(k in params for k in ("status", "classification", "determination", "assignedTo", "comment")):
+        errors.add(
+            "status", "an update sets at least one of status, classification, determination, assignedTo"
+        )
+    if not graph:
+        unsupported = (
+            "is not supported by the Defender for Cloud Apps API (only closing is); use a Graph tenant"
+        )
+        for name in ("determination", "assignedTo"):
+            if name in body:
+                errors.add(name, unsupported)
+        if params.get("status") not in (None, "resolved"):
+            errors.add("status", "can only be resolved on the Defender for Cloud Apps API")
+        if "status" in params or "classification" in params:
+            if params.get("status") != "resolved":
+                errors.add("status", "must be resolved when a classification is set (the MDA API closes)")
+            if params.get("classification") not in MDA_CLOSE_BY_CLASSIFICATION:
+                errors.add(
+                    "classification",
+                    "must be one of " + ", ".join(MDA_CLOSE_BY_CLASSIFICATION) + " to close on the MDA API",
+                )
+        elif "comment" in params:
+            errors.add(
+                "comment", "needs status resolved and a classification on the Defender for Cloud Apps API"
+            )
     return params
 
 
