@@ -3,7 +3,7 @@
 One trial: a fresh tenant profile name (so a fresh checkpoint) pulls the seeded alerts with
 `mcasctl alerts pull` in a subprocess that is SIGKILLed at a random moment (up to `max_kills` times), then
 rerun until it completes. Checked per trial:
-- at least once: every seeded alert is in the delivered output;
+- at least once: every seeded alert (Graph change feed: every (id, version)) is in the delivered output;
 - no duplicate after sink-side idempotency: no alert id is in two different page blobs (a redelivered page
   has the same deterministic blob name and overwrites itself);
 - the checkpoint watermark, sampled every few ms while the processes run, never moves backwards;
@@ -48,6 +48,7 @@ class TrialResult:
     watermarks_sampled: int = 0
     monotonic: bool = True
     final_exit: int | None = None
+    page_size: int = 100  # records per page: the raw duplicates allowed per kill
 
     @property
     def ok(self) -> bool:
@@ -57,9 +58,9 @@ class TrialResult:
             and self.duplicates_after_idempotency == 0
             and self.monotonic
             and self.final_exit == 0
-            and self.raw_duplicates <= 100 * self.kills
+            and self.raw_duplicates <= self.page_size * self.kills
             and self.missing_in_logs == 0
-            and self.logs_duplicates <= 100 * self.kills
+            and self.logs_duplicates <= self.page_size * self.kills
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,10 +68,17 @@ class TrialResult:
 
 
 def alerts_pull_command(
-    out: Path, *, lookback: str | None = None, wait_for_lease: bool = False, as_json: bool = False
+    out: Path,
+    *,
+    lookback: str | None = None,
+    wait_for_lease: bool = False,
+    as_json: bool = False,
+    source: str | None = None,
 ) -> list[str]:
     """`mcasctl alerts pull` as a subprocess command line, run with this interpreter (trials, benchmarks)."""
     cmd = [sys.executable, "-m", "mcasctl.cli", "alerts", "pull"]
+    if source is not None:
+        cmd += ["--source", source]
     if lookback is not None:
         cmd += ["--lookback", lookback]
     if wait_for_lease:
@@ -80,16 +88,23 @@ def alerts_pull_command(
     return [*cmd, "--out", str(out)]
 
 
-def _sample_checkpoints(connection_string: str, tenant: str, stop: threading.Event, out: list[int]) -> None:
+def record_key(record: dict[str, Any], *, by_version: bool = False) -> str:
+    """What a delivery is counted by: the alert id, or (change feeds) the id and its version."""
+    return f"{record['id']}:{record.get('version')}" if by_version else str(record["id"])
+
+
+def _sample_checkpoints(
+    connection_string: str, tenant: str, stop: threading.Event, out: list[int], stream: str
+) -> None:
     from azure.data.tables import TableServiceClient
 
-    from shared.alerts.checkpoints import STREAM_SCHEDULED, TableCheckpointStore
+    from shared.alerts.checkpoints import TableCheckpointStore
 
     table = TableServiceClient.from_connection_string(connection_string).get_table_client("mcasCheckpoints")
     store = TableCheckpointStore(table)
     while not stop.is_set():
         try:
-            cp = store.load(STREAM_SCHEDULED, tenant)
+            cp = store.load(stream, tenant)
         except Exception:  # table not created yet
             cp = None
         if cp is not None:
@@ -97,16 +112,20 @@ def _sample_checkpoints(connection_string: str, tenant: str, stop: threading.Eve
         stop.wait(0.01)
 
 
-def _blob_pages(connection_string: str, tenant: str) -> dict[str, list[str]]:
+def _blob_pages(
+    connection_string: str, tenant: str, *, stream: str, by_version: bool
+) -> dict[str, list[str]]:
     from azure.storage.blob import BlobServiceClient
 
     container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
         "mcas-alerts"
     )
     pages: dict[str, list[str]] = {}
-    for blob in container.list_blobs(name_starts_with=f"{tenant}/"):
+    for blob in container.list_blobs(name_starts_with=f"{tenant}/{stream}/"):
         data = container.download_blob(blob.name).readall().decode()
-        pages[blob.name] = [json.loads(line)["id"] for line in data.splitlines() if line]
+        pages[blob.name] = [
+            record_key(json.loads(line), by_version=by_version) for line in data.splitlines() if line
+        ]
     return pages
 
 
@@ -122,15 +141,22 @@ def run_trial(
     run_timeout: float = 120.0,
     sinks: str = "blob",
     logs_ids: Callable[[str], list[str]] | None = None,
+    source: str | None = None,
+    stream: str = "alerts",
+    page_size: int = 100,
+    by_version: bool = False,
 ) -> TrialResult:
-    """`logs_ids(tenant)`: the AlertId of every table row of that tenant (when `sinks` includes logs)."""
+    """`logs_ids(tenant)`: the AlertId of every table row of that tenant (when `sinks` includes logs).
+    `expected_ids` holds `record_key`s: alert ids, or `id:version` for a schema-2 change feed (Graph)."""
     tenant = f"kill{trial:02d}{uuid.uuid4().hex[:6]}"
-    result = TrialResult(trial=trial, tenant=tenant)
+    result = TrialResult(trial=trial, tenant=tenant, page_size=page_size)
     run_env = {**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": sinks}
     samples: list[int] = []
     stop = threading.Event()
     sampler = threading.Thread(
-        target=_sample_checkpoints, args=(env["AzureWebJobsStorage"], tenant, stop, samples), daemon=True
+        target=_sample_checkpoints,
+        args=(env["AzureWebJobsStorage"], tenant, stop, samples, stream),
+        daemon=True,
     )
     sampler.start()
     outputs: list[Path] = []
@@ -139,7 +165,7 @@ def run_trial(
         while True:
             out = workdir / f"{tenant}-run{result.runs}.ndjson"
             outputs.append(out)
-            cmd = alerts_pull_command(out, lookback="30d", wait_for_lease=True)
+            cmd = alerts_pull_command(out, lookback="30d", wait_for_lease=True, source=source)
             # stderr to a file, never a pipe nobody drains: a chatty run would block on a full pipe.
             log_path = workdir / f"{tenant}-run{result.runs}.log"
             with log_path.open("wb") as log_file:
@@ -172,10 +198,14 @@ def run_trial(
     lines: list[str] = []
     for out in outputs:
         if out.exists():
-            lines += [json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()]
+            lines += [
+                record_key(json.loads(line), by_version=by_version)
+                for line in out.read_text().splitlines()
+                if line.strip()
+            ]
     result.delivered_lines = len(lines)
     result.raw_duplicates = len(lines) - len(set(lines))
-    pages = _blob_pages(env["AzureWebJobsStorage"], tenant)
+    pages = _blob_pages(env["AzureWebJobsStorage"], tenant, stream=stream, by_version=by_version)
     result.page_blobs = len(pages)
     per_id = Counter(i for ids in pages.values() for i in ids)
     result.duplicates_after_idempotency = sum(1 for count in per_id.values() if count > 1)
@@ -190,11 +220,11 @@ def run_trial(
     return result
 
 
-def calibrate(env: dict[str, str], workdir: Path) -> float:
+def calibrate(env: dict[str, str], workdir: Path, *, source: str | None = None) -> float:
     """Seconds one complete, unkilled `mcasctl alerts pull` of the seeded alerts takes (fresh checkpoint), so
     trials can pick kill moments inside a run rather than after it."""
     tenant = f"calib{uuid.uuid4().hex[:6]}"
-    cmd = alerts_pull_command(workdir / f"{tenant}.ndjson", lookback="30d")
+    cmd = alerts_pull_command(workdir / f"{tenant}.ndjson", lookback="30d", source=source)
     started = time.monotonic()
     with (workdir / f"{tenant}.log").open("wb") as log_file:
         code = subprocess.call(

@@ -46,3 +46,54 @@ def test_kill_at_random_and_rerun(alerts_env, tmp_path):
     for r in results:
         assert r.ok, r.as_dict()
     assert all(r.kills >= 1 for r in results)
+
+
+@pytest.mark.slow
+def test_kill_at_random_on_the_graph_change_feed(alerts_env, tmp_path):
+    """The same on Microsoft Graph: every (id, version) of the feed delivered, none twice after the blob
+    sink's idempotency, the cursor never moving back. 100 alerts a page (the simulator's `$top` cap)."""
+    from shared.alerts.record_v2 import parse_iso_us
+
+    sim = alerts_env["sim"]
+    now = int(time.time() * 1000)
+    sim.mda(
+        "contoso",
+        "POST",
+        "alerts/seed",
+        {"count": 600, "seed": 6, "start_ms": now - DAY_MS, "end_ms": now - 1000, "burst_share": 0.4},
+    )
+    sim.graph("contoso", "POST", "reset")
+    sim.graph("contoso", "POST", "alerts/change", {"count": 150, "status": "inProgress"})
+    sim.graph("contoso", "POST", "config", {"limit": 4, "window_s": 1, "max_top": 100})
+    feed = sim.graph("contoso", "GET", "alerts")["alerts"]
+    expected = {f"{a['id']}:{parse_iso_us(a['lastUpdateDateTime'], what='t')}" for a in feed}
+    env = {
+        **os.environ,
+        "MCAS_RATE_LIMIT_WINDOW_SECONDS": "1",
+        "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": "4",
+        "MCAS_ALERTS_LEASE_SECONDS": "3",
+    }
+    try:
+        duration = calibrate(env, tmp_path, source="graph")
+        rng = random.Random(11)
+        window = (0.15 * duration, 0.85 * duration)
+        results = [
+            run_trial(
+                i,
+                env=env,
+                expected_ids=expected,
+                workdir=tmp_path,
+                rng=rng,
+                kill_after=window,
+                max_kills=2,
+                source="graph",
+                stream="alerts-graph",
+                by_version=True,
+            )
+            for i in range(3)
+        ]
+    finally:
+        sim.graph("contoso", "POST", "reset")
+    for r in results:
+        assert r.ok, r.as_dict()
+    assert all(r.kills >= 1 for r in results)
