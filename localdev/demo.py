@@ -26,6 +26,7 @@ import requests
 from localdev.azurite import AzuriteHandle
 from localdev.demo_alerts import step_alerts
 from localdev.demo_discovery import step_discovery
+from localdev.demo_graph import step_graph
 from localdev.demo_jobs import step_soar_job
 from localdev.demo_logs import step_logs
 from localdev.host import LocalHost
@@ -88,6 +89,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("discovery upload", step_discovery),
     ("SOAR job", step_soar_job),
     ("Sentinel (logs sink)", step_logs),
+    ("Graph pull + sync", step_graph),
 ]
 
 

@@ -62,7 +62,11 @@ def step_alerts(ctx: Any) -> str:
     sample = next(iter(queue.peek_messages(max_messages=1)), None)
     blobs = list(container_client(CONTAINER_ALERTS).list_blobs(name_starts_with=f"{tenant}/"))
     rows = sorted(
-        table_client(TABLE_HEALTH).query_entities(f"PartitionKey eq 'alerts.{tenant}'"),
+        (
+            row
+            for row in table_client(TABLE_HEALTH).query_entities(f"PartitionKey eq 'alerts.{tenant}'")
+            if row.get("stream") == "alerts"  # the new-alerts feed (the closures feed has its own rows)
+        ),
         key=lambda r: r["RowKey"],
     )
     # RowKeys sort newest first: this demo's two runs are the two newest rows, whatever ran before.
@@ -82,7 +86,8 @@ def step_alerts(ctx: Any) -> str:
             f"queue {QUEUE_ALERTS}: {queued} messages; blob {CONTAINER_ALERTS}: {len(blobs)} NDJSON pages "
             f"(e.g. {blobs[0].name if blobs else '-'})",
             f"sample: {alert.get('id')} severity={alert.get('severity')} "
-            f"status={alert.get('resolution_status')} title={alert.get('title')!r}",
+            f"status={alert.get('status')} classification={alert.get('classification')} "
+            f"version={alert.get('version')} title={alert.get('title')!r}",
             f"closed as benign: {closed.closed if closed else 0}; API requests {stats['allowed']}, "
             f"429s {stats['throttled']}",
         ]

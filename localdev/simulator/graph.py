@@ -135,6 +135,7 @@ class GraphAlertState:
     mda_id: str
     created_us: int
     mda_resolution: int
+    severity: str
     versions: list[Version] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
 
@@ -193,7 +194,7 @@ class GraphService:
         now = self._clock()
         now_us = int(now * 1_000_000)
         seen: set[str] = set()
-        for raw in self._mda.alerts.all():
+        for raw in self._mda_alerts():
             mda_id = str(raw["_id"])
             graph_id = f"ca{mda_id}"
             seen.add(graph_id)
@@ -208,6 +209,9 @@ class GraphService:
             if status == "resolved":
                 resolve_time = raw.get("resolveTime")
                 resolved_us = parse_iso_us(resolve_time) if isinstance(resolve_time, str) else now_us
+                if resolved_us > now_us and state is None:
+                    # Seeded with a resolve time still ahead: resolved half-way to now instead.
+                    resolved_us = created_us + max(0, now_us - created_us) // 2
                 resolved_us = min(resolved_us, now_us)
                 updated_us = max(created_us, resolved_us)
             if state is None:
@@ -215,6 +219,7 @@ class GraphService:
                     mda_id,
                     created_us,
                     resolution,
+                    SEVERITY.get(int(raw.get("severityValue") or 0), "unknown"),
                     [Version(updated_us, 0.0, status, classification, "unknown", None, resolved_us)],
                 )
                 continue
@@ -311,7 +316,7 @@ class GraphService:
             "providerAlertId": state.mda_id,
             "incidentId": str(int(state.mda_id[:8], 16)),
             "status": version.status,
-            "severity": SEVERITY.get(int(raw.get("severityValue") or 0), "unknown"),
+            "severity": state.severity,
             "classification": version.classification,
             "determination": version.determination,
             "serviceSource": SERVICE_SOURCE,
@@ -336,16 +341,42 @@ class GraphService:
             "systemTags": [],
         }
 
-    def _visible(self) -> list[dict[str, Any]]:
+    def _mda_alerts(self) -> list[dict[str, Any]]:
+        """The MDA tenant's alert objects, not copied (read only here; the admin view copies)."""
+        store = self._mda.alerts
+        with store._lock:
+            return list(store._alerts)
+
+    def _rows(self) -> list[tuple[dict[str, Any], str, GraphAlertState, Version]]:
+        """(filter row, id, state, visible version) per alert: the row holds what `$filter` and `$orderby`
+        look at (times as epoch µs), so a list builds full alert objects only for the page it returns."""
         now = self._clock()
-        raw_by_id = {str(a["_id"]): a for a in self._mda.alerts.all()}
-        out: list[dict[str, Any]] = []
+        out: list[tuple[dict[str, Any], str, GraphAlertState, Version]] = []
         for graph_id, state in self._alerts.items():
             version = state.visible(now)
-            raw = raw_by_id.get(state.mda_id)
-            if version is not None and raw is not None:
-                out.append(self._view(graph_id, state, version, raw))
+            if version is None:
+                continue
+            row = {
+                "id": graph_id,
+                "serviceSource": SERVICE_SOURCE,
+                "lastUpdateDateTime": version.updated_us,
+                "createdDateTime": state.created_us,
+                "status": version.status,
+                "classification": version.classification,
+                "determination": version.determination,
+                "assignedTo": version.assigned_to,
+                "severity": state.severity,
+            }
+            out.append((row, graph_id, state, version))
         return out
+
+    def _visible(self) -> list[dict[str, Any]]:
+        raw_by_id = {str(a["_id"]): a for a in self._mda_alerts()}
+        return [
+            self._view(graph_id, state, version, raw_by_id[state.mda_id])
+            for _, graph_id, state, version in self._rows()
+            if state.mda_id in raw_by_id
+        ]
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -475,12 +506,15 @@ class GraphService:
             or (len(order) == 2 and order[1] not in ("asc", "desc"))
         ):
             raise _bad(f"$orderby {req.arg('$orderby')!r} is not supported.")
-        rows = [a for a in self._visible() if predicate(a)]
+        rows = [r for r in self._rows() if predicate(r[0])]
         key = order[0]
-        rows.sort(key=lambda a: (a[key], a["id"]), reverse=len(order) == 2 and order[1] == "desc")
+        rows.sort(key=lambda r: (r[0][key], r[1]), reverse=len(order) == 2 and order[1] == "desc")
         if len(order) == 1 and key == "createdDateTime":
             rows.reverse()
-        page = rows[offset : offset + top]
+        page = [
+            self._view(graph_id, state, version, self._mda.alerts.get(state.mda_id))
+            for _, graph_id, state, version in rows[offset : offset + top]
+        ]
         answer: dict[str, Any] = {
             "@odata.context": f"{self.graph_url}/v1.0/$metadata#security/alerts_v2",
             "value": page,
@@ -613,7 +647,7 @@ def _compile_clause(text: str) -> Callable[[dict[str, Any]], bool]:
             "le": operator.le,
             "lt": operator.lt,
         }[op]
-        return lambda a: compare(parse_iso_us(a[prop]), bound)
+        return lambda a: compare(a[prop], bound)  # rows hold times as epoch µs
     if prop in _EQ_PROPS and op == "eq":
         wanted = _literal(value)
         return lambda a: a.get(prop) == wanted
