@@ -42,6 +42,7 @@ Changes over time (admin, JSON, at /_admin/graph/{tenant}/{subpath}):
 
 from __future__ import annotations
 
+import bisect
 import random
 import re
 import threading
@@ -183,6 +184,12 @@ class GraphService:
         self._alerts: dict[str, GraphAlertState] = {}  # graph id -> state
         self._rng = random.Random(7)
         self._last_drift = clock()
+        self._synced_revision: int | None = None
+        # Visible alerts sorted by (lastUpdateDateTime, id), rebuilt after a change or when a late version
+        # becomes visible: a `ge` query is a bisect plus the page, not a scan of every alert.
+        self._index: list[tuple[int, str, dict[str, Any], GraphAlertState, Version]] | None = None
+        self._index_keys: list[tuple[int, str]] = []
+        self._index_expires = float("inf")
 
     # -- the MDA view ----------------------------------------------------------------------------------------
 
@@ -190,8 +197,15 @@ class GraphService:
         return int(self._clock() * 1_000_000)
 
     def _sync(self) -> None:
-        """Mirror the MDA tenant's alerts: new ones appear, MDA closes become new Graph versions."""
+        """Mirror the MDA tenant's alerts: new ones appear, MDA closes become new Graph versions. Scans only
+        when the MDA store changed since the last scan."""
         now = self._clock()
+        self._drift(now)
+        revision = getattr(self._mda.alerts, "revision", None)
+        if revision is not None and revision == self._synced_revision:
+            return
+        self._synced_revision = revision
+        self._index = None
         now_us = int(now * 1_000_000)
         seen: set[str] = set()
         for raw in self._mda_alerts():
@@ -239,7 +253,6 @@ class GraphService:
             )
         for gone in set(self._alerts) - seen:
             del self._alerts[gone]
-        self._drift(now)
 
     def _drift(self, now: float) -> None:
         rate = self.config.drift_per_minute
@@ -278,6 +291,7 @@ class GraphService:
             (last.resolved_us or stamp) if status == "resolved" else None,
         )
         state.versions.append(version)
+        self._index = None
         return version
 
     def _view(
@@ -346,6 +360,17 @@ class GraphService:
         store = self._mda.alerts
         with store._lock:
             return list(store._alerts)
+
+    def _sorted_index(self) -> list[tuple[int, str, dict[str, Any], GraphAlertState, Version]]:
+        now = self._clock()
+        if self._index is None or now >= self._index_expires:
+            rows = [(r[0]["lastUpdateDateTime"], r[1], r[0], r[2], r[3]) for r in self._rows()]
+            rows.sort(key=lambda r: (r[0], r[1]))
+            self._index = rows
+            self._index_keys = [(r[0], r[1]) for r in rows]
+            pending = [v.visible_at for s in self._alerts.values() for v in s.versions if v.visible_at > now]
+            self._index_expires = min(pending, default=float("inf"))
+        return self._index
 
     def _rows(self) -> list[tuple[dict[str, Any], str, GraphAlertState, Version]]:
         """(filter row, id, state, visible version) per alert: the row holds what `$filter` and `$orderby`
@@ -506,11 +531,23 @@ class GraphService:
             or (len(order) == 2 and order[1] not in ("asc", "desc"))
         ):
             raise _bad(f"$orderby {req.arg('$orderby')!r} is not supported.")
-        rows = [r for r in self._rows() if predicate(r[0])]
         key = order[0]
-        rows.sort(key=lambda r: (r[0][key], r[1]), reverse=len(order) == 2 and order[1] == "desc")
-        if len(order) == 1 and key == "createdDateTime":
-            rows.reverse()
+        ascending_updates = key == "lastUpdateDateTime" and (len(order) == 1 or order[1] == "asc")
+        if ascending_updates and req.arg("$count") != "true":
+            # The app's query: a bisect to the lower bound, then just enough rows for the page.
+            index = self._sorted_index()
+            start = bisect.bisect_left(self._index_keys, (predicate.lower_bound, ""))
+            rows: list[tuple[dict[str, Any], str, GraphAlertState, Version]] = []
+            for _, graph_id, row, state, version in index[start:]:
+                if predicate(row):
+                    rows.append((row, graph_id, state, version))
+                    if len(rows) > offset + top:
+                        break
+        else:
+            rows = [r for r in self._rows() if predicate(r[0])]
+            rows.sort(key=lambda r: (r[0][key], r[1]), reverse=len(order) == 2 and order[1] == "desc")
+            if len(order) == 1 and key == "createdDateTime":
+                rows.reverse()
         page = [
             self._view(graph_id, state, version, self._mda.alerts.get(state.mda_id))
             for _, graph_id, state, version in rows[offset : offset + top]
@@ -654,11 +691,27 @@ def _compile_clause(text: str) -> Callable[[dict[str, Any]], bool]:
     raise _bad(f"Filter on property {prop!r} with operator {op!r} is not supported.")
 
 
-def _compile_filter(text: str) -> Callable[[dict[str, Any]], bool]:
+class _CompiledFilter:
+    """The `$filter` as one predicate over rows, plus its lower bound on `lastUpdateDateTime` (epoch µs)."""
+
+    def __init__(self, clauses: list[Callable[[dict[str, Any]], bool]], lower_bound: int) -> None:
+        self.clauses = clauses
+        self.lower_bound = lower_bound
+
+    def __call__(self, row: dict[str, Any]) -> bool:
+        return all(c(row) for c in self.clauses)
+
+
+def _compile_filter(text: str) -> _CompiledFilter:
     if not text.strip():
-        return lambda a: True
-    clauses = [_compile_clause(c) for c in _split_and(text)]
-    return lambda a: all(c(a) for c in clauses)
+        return _CompiledFilter([], -1)
+    parts = _split_and(text)
+    bound = -1
+    for part in parts:
+        match = _CLAUSE.match(part)
+        if match and match.group(1) == "lastUpdateDateTime" and match.group(2) in ("ge", "gt", "eq"):
+            bound = max(bound, parse_iso_us(match.group(3)))
+    return _CompiledFilter([_compile_clause(c) for c in parts], bound)
 
 
 def _split_and(text: str) -> list[str]:

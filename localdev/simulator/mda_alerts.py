@@ -347,6 +347,7 @@ class AlertStore:
         self._by_id: dict[str, Alert] = {}
         self.config = ListConfig()
         self.feedback: list[dict[str, Any]] = []  # every close call, for test assertions
+        self.revision = 0  # bumped by every add, clear, close and reopen (the Graph view re-syncs on it)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -368,9 +369,11 @@ class AlertStore:
                     self._ts.insert(i, ts)
                     self._alerts.insert(i, alert)
                 self._by_id[alert["_id"]] = alert
+            self.revision += 1
 
     def clear(self) -> None:
         with self._lock:
+            self.revision += 1
             self._ts.clear()
             self._alerts.clear()
             self._by_id.clear()
@@ -496,6 +499,7 @@ class AlertStore:
         with self._lock:
             targets, missing = self._targets(params.get("filters"))
             resolved_at = iso_ms(self.now_ms())
+            self.revision += 1
             for alert in targets:
                 alert["resolutionStatusValue"] = resolution
                 alert["statusValue"] = 2
@@ -526,6 +530,7 @@ class AlertStore:
         """Undocumented `POST /api/v1/alerts/reopen/` used by MOD:Set-MCASAlert (answer shape UNCONFIRMED)."""
         with self._lock:
             targets, missing = self._targets(params.get("filters"))
+            self.revision += 1
             for alert in targets:
                 alert["resolutionStatusValue"] = 0
                 alert["statusValue"] = 1

@@ -289,7 +289,13 @@ class MdaChangesSource:
     ) -> bool:
         if self.creation_watermark_ms is None:
             return False
-        query = Filter().gte("resolutionDate", cp.watermark_ms).lte("date", self.creation_watermark_ms)
+        now_ms = int(self._wall() * 1000)
+        query = (
+            Filter()
+            .gte("resolutionDate", cp.watermark_ms)
+            .lte("resolutionDate", now_ms)
+            .lte("date", self.creation_watermark_ms)
+        )
         page = self.api.query(query, sort_direction="asc", limit=1, deadline=deadline, stats=stats)
         return bool(page.alerts)
 

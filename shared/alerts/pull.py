@@ -518,32 +518,7 @@ def run_tenants(
     profiles: Sequence[TenantProfile], options: PullOptions, env: PullEnvironment, deadline: float
 ) -> list[PullResult]:
     def one(profile: TenantProfile) -> list[PullResult]:
-        with log_context(tenant=profile.name):
-            results: list[PullResult] = []
-            try:
-                runs = plan_sources(profile, options, env)
-            except Exception as exc:  # e.g. an unusable Graph setting: this tenant fails, the others run
-                failed = PullResult(profile.name, options.stream, options.key or profile.name, "-", "")
-                failed.stopped, failed.error = "error", f"{type(exc).__name__}: {exc}"
-                failed.terminal = isinstance(exc, TerminalError)
-                runs, results = [], [failed]
-            for run_options, source in runs:
-                result = pull_tenant(
-                    profile,
-                    run_options,
-                    source=source,
-                    store=env.store,
-                    sinks=env.sinks,
-                    deadline=deadline,
-                    clock=env.clock,
-                    wall=env.wall,
-                    sleep=env.sleep,
-                )
-                _safe_record(env.recorder, result)
-                record_metrics(result)
-                _log_result(result)
-                results.append(result)
-        return results
+        return run_tenant(profile, options, env, deadline)
 
     if len(profiles) == 1:
         return one(profiles[0])
@@ -551,6 +526,53 @@ def run_tenants(
 
     with ThreadPoolExecutor(max_workers=min(8, len(profiles)), thread_name_prefix="alert-pull") as pool:
         return [r for rs in pool.map(propagate(one), profiles) for r in rs]
+
+
+def run_tenant(
+    profile: TenantProfile, options: PullOptions, env: PullEnvironment, deadline: float
+) -> list[PullResult]:
+    """Every feed of one tenant's alert source, in order (see `plan_sources`), each with its health row and
+    metrics: the entry point for one tenant. Never raises for API, sink or storage trouble."""
+    with log_context(tenant=profile.name):
+        results: list[PullResult] = []
+        try:
+            runs = plan_sources(profile, options, env)
+        except Exception as exc:  # e.g. an unusable Graph setting: this tenant fails, the others run
+            failed = PullResult(profile.name, options.stream, options.key or profile.name, "-", "")
+            failed.stopped, failed.error = "error", f"{type(exc).__name__}: {exc}"
+            failed.terminal = isinstance(exc, TerminalError)
+            runs, results = [], [failed]
+        for run_options, source in runs:
+            result = pull_tenant(
+                profile,
+                run_options,
+                source=source,
+                store=env.store,
+                sinks=env.sinks,
+                deadline=deadline,
+                clock=env.clock,
+                wall=env.wall,
+                sleep=env.sleep,
+            )
+            _safe_record(env.recorder, result)
+            record_metrics(result)
+            _log_result(result)
+            results.append(result)
+    return results
+
+
+def probe_tenant(
+    profile: TenantProfile, env: PullEnvironment, *, deadline: float | None = None, source: str | None = None
+) -> bool:
+    """Whether a scheduled pull of this tenant would find anything: one one-item request per feed against
+    its committed checkpoint (True without a checkpoint: the tenant was never pulled). Cheap enough to poll
+    many tenants every minute and pull only where something changed."""
+    options = PullOptions(stream=STREAM_SCHEDULED, start_ms=int(env.wall() * 1000), source=source)
+    for run_options, feed in plan_sources(profile, options, env):
+        cp = env.store.load(run_options.stream, run_options.key or profile.name)
+        if cp is None or feed.probe(cp, deadline=deadline):
+            return True
+    return False
 
 
 def record_metrics(result: PullResult) -> None:

@@ -115,6 +115,11 @@ def test_graph_pull_delivers_every_new_version_once(graph_env: dict[str, Any]) -
     assert _versions(fourth) == []
     assert int(sim.graph("contoso", "GET", "throttle/stats")["throttled"]) == 0
 
+    # The probe: one one-item request says whether a pull would find anything newer.
+    assert _probe() is False
+    sim.graph("contoso", "POST", "alerts/change", {"ids": ids[:1], "status": "resolved"})
+    assert _probe() is True
+
 
 def test_mda_source_delivers_closures_as_new_versions(alerts_env: dict[str, Any]) -> None:
     from shared.mda.alerts import AlertsApi
@@ -147,6 +152,17 @@ def test_mda_source_delivers_closures_as_new_versions(alerts_env: dict[str, Any]
     third = RecordingSink()
     _pull(third)
     assert third.batches == []
+    assert _probe() is False
+    api.close("false_positive", open_ids[300:301], deadline=api.client.deadline_in(60))
+    assert _probe() is True
+
+
+def _probe() -> bool:
+    from shared.alerts.pull import probe_tenant
+
+    config = AlertConfig.from_settings(get_settings())
+    env = default_environment(config, extra_sinks=[RecordingSink()], require_sink=False)
+    return probe_tenant(get_settings().default_tenant, env)
 
 
 def _us(iso: str) -> int:
