@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import logging
 from collections.abc import Generator, Sequence
+from typing import Any
 
 from shared.alerts.checkpoints import Checkpoint
 from shared.alerts.model import NormalizedAlert, NormalizedAlertV2, iso_utc_ms
@@ -27,11 +28,49 @@ from shared.alerts.record_v2 import graph_v2
 from shared.alerts.source import PageWindow, SourcePage
 from shared.errors import ValidationError
 from shared.graph.alerts import MAX_TOP, GraphAlertsApi, GraphPage, alerts_filter
+from shared.log_context import propagate
 from shared.mda.client import RequestStats
 
 log = logging.getLogger(__name__)
 
 SEEN_DIGEST_CHARS = 12  # 48 bits: collisions stay below one in a million for 20,000 versions in the overlap
+
+
+class _Prefetch:
+    """Fetches the next page in a thread while the engine delivers and commits the current one."""
+
+    def __init__(self, source: GraphAlertSource, window: PageWindow, stats: RequestStats) -> None:
+        self._source, self._window, self._stats = source, window, stats
+        self._pool: Any = None
+        self._pending: tuple[tuple[str | None, int], Any] | None = None
+
+    def _fetch(self, next_link: str | None, query_start: int) -> GraphPage:
+        api, window = self._source.api, self._window
+        if next_link is not None:
+            return api.next_page(next_link, deadline=window.deadline, stats=self._stats)
+        text = self._source.filter_text(query_start, window.end_ms)
+        return api.list_page(text, top=self._source.page_size, deadline=window.deadline, stats=self._stats)
+
+    def start(self, next_link: str | None, query_start: int) -> None:
+        if self._window.clock() >= self._window.deadline - 1.0:
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-prefetch")
+        future = self._pool.submit(propagate(self._fetch), next_link, query_start)
+        self._pending = ((next_link, query_start), future)
+
+    def get(self, next_link: str | None, query_start: int) -> GraphPage:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == (next_link, query_start):
+            page: GraphPage = pending[1].result()
+            return page
+        return self._fetch(next_link, query_start)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def seen_entry(alert_id: str, version: int) -> str:
@@ -66,7 +105,7 @@ class GraphAlertSource:
         self.overlap_ms = int(overlap_s * 1000)
         self.page_size = page_size
 
-    def _filter(self, since_ms: int, end_ms: int | None) -> str:
+    def filter_text(self, since_ms: int, end_ms: int | None) -> str:
         return alerts_filter(
             self.service_sources,
             since_iso=iso_utc_ms(max(0, since_ms)),
@@ -81,51 +120,58 @@ class GraphAlertSource:
         seen = set(cp.ids_at_watermark)
         query_start = cp.watermark_ms - self.overlap_ms
         next_link: str | None = None
-        while True:
-            if next_link is not None:
-                page = self.api.next_page(next_link, deadline=window.deadline, stats=stats)
-            else:
-                text = self._filter(query_start, window.end_ms)
-                page = self.api.list_page(text, top=self.page_size, deadline=window.deadline, stats=stats)
-            records, malformed = self._records(page)
-            stamps = [r["updated_ms"] for r in records]
-            ordered = all(a <= b for a, b in itertools.pairwise(stamps))
-            fresh: list[NormalizedAlert] = []
-            for record in records:
-                entry = seen_entry(record["id"], record["version"])
-                if entry in seen:
-                    continue
-                seen.add(entry)
-                fresh.append(record)
-            newest = max(stamps, default=cp.watermark_ms)
-            watermark = max(cp.watermark_ms, newest)
-            full = page.next_link is not None or len(page.alerts) >= self.page_size
-            done = not full
-            next_link = None
-            if full:
-                if ordered and newest > query_start:
-                    query_start = newest  # page by time: `ge` the newest change seen, ties deduplicated
-                elif page.next_link is not None:
-                    next_link = page.next_link  # a tie group larger than a page, or out of order
-                    if not ordered:
-                        log.warning("Graph alerts came out of lastUpdateDateTime order; following nextLink")
-                else:
-                    done = True  # no way forward from here: the next run starts again from the cursor
-            horizon = watermark - self.overlap_ms
-            kept = frozenset(e for e in seen if _entry_ms(e) >= horizon)
-            after = dataclasses.replace(
-                cp,
-                watermark_ms=watermark,
-                ids_at_watermark=kept,
-                delivered_total=cp.delivered_total + len(fresh),
-                pages_total=cp.pages_total + (1 if fresh else 0),
-            )
-            if fresh or done:
-                yield SourcePage(fresh, after, more=not done, malformed=malformed)
-            if done:
-                return
-            cp = after
-            seen = set(kept)
+        prefetch = _Prefetch(self, window, stats)
+        yielded = 0
+        try:
+            while True:
+                page = prefetch.get(next_link, query_start)
+                records, malformed = self._records(page)
+                stamps = [r["updated_ms"] for r in records]
+                ordered = all(a <= b for a, b in itertools.pairwise(stamps))
+                fresh: list[NormalizedAlert] = []
+                for record in records:
+                    entry = seen_entry(record["id"], record["version"])
+                    if entry in seen:
+                        continue
+                    seen.add(entry)
+                    fresh.append(record)
+                newest = max(stamps, default=None)
+                watermark = max(cp.watermark_ms, newest if newest is not None else cp.watermark_ms)
+                full = page.next_link is not None or len(page.alerts) >= self.page_size
+                done = not full
+                next_link = None
+                if full:
+                    if ordered and newest is not None and newest > query_start:
+                        query_start = newest  # page by time: `ge` the newest change seen, ties deduplicated
+                    elif page.next_link is not None:
+                        next_link = page.next_link  # a tie group larger than a page, or out of order
+                        if not ordered:
+                            log.warning(
+                                "Graph alerts came out of lastUpdateDateTime order; following nextLink"
+                            )
+                    else:
+                        done = True  # no way forward from here: the next run starts again from the cursor
+                horizon = watermark - self.overlap_ms
+                kept = frozenset(e for e in seen if _entry_ms(e) >= horizon)
+                after = dataclasses.replace(
+                    cp,
+                    watermark_ms=watermark,
+                    ids_at_watermark=kept,
+                    delivered_total=cp.delivered_total + len(fresh),
+                    pages_total=cp.pages_total + (1 if fresh else 0),
+                )
+                if not done and yielded + 1 < window.max_pages:
+                    # The next query is known before this page is delivered: fetch it meanwhile.
+                    prefetch.start(next_link, query_start)
+                if fresh or done:
+                    yielded += 1
+                    yield SourcePage(fresh, after, more=not done, malformed=malformed)
+                if done:
+                    return
+                cp = after
+                seen = set(kept)
+        finally:
+            prefetch.close()
 
     def _records(self, page: GraphPage) -> tuple[list[NormalizedAlertV2], int]:
         records: list[NormalizedAlertV2] = []
@@ -143,6 +189,6 @@ class GraphAlertSource:
     ) -> bool:
         """One request for a one-item page of changes after the cursor's millisecond. Late-visible updates
         behind the cursor are not probed for; the next pull's overlap picks them up."""
-        text = self._filter(cp.watermark_ms + 1, None)
+        text = self.filter_text(cp.watermark_ms + 1, None)
         page = self.api.list_page(text, top=1, deadline=deadline, stats=stats)
         return bool(page.alerts)
