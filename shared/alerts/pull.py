@@ -401,8 +401,9 @@ def plan_sources(
 ) -> list[tuple[PullOptions, AlertSource]]:
     """The (stream, source) runs of one tenant, in order: one per change feed of its alert source.
 
-    - `mda`: new alerts by creation time (stream `alerts`), and with schema 2 also closures and status
-      changes by resolution date (stream `alerts-changes`);
+    - `mda`: with schema 2 first closures and status changes by resolution date (stream `alerts-changes`),
+      then new alerts by creation time (stream `alerts`) - last, so the tenant's newest health row is the
+      new-alerts feed's, whose lag and errors the health check reports;
     - `graph`: every new `lastUpdateDateTime` of an alert (stream `alerts-graph`).
     Ad-hoc window jobs read the MDA alerts API whatever the profile says (their filters are its grammar).
     """
@@ -436,7 +437,7 @@ def plan_sources(
         # A tenant's first changes cursor starts now: earlier closures are in the state the creation feed
         # delivers (or delivered), so the lookback would only repeat them.
         first_start = int(env.wall() * 1000)
-        runs.append((dataclasses.replace(options, stream=STREAM_CHANGES, start_ms=first_start), changes))
+        runs.insert(0, (dataclasses.replace(options, stream=STREAM_CHANGES, start_ms=first_start), changes))
     return runs
 
 

@@ -101,7 +101,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
     assert all(m["tenant"] == tenant and m["raw"]["_id"] == m["id"] for m in messages)
     assert _throttled(sim) == 0
     rows = list(table_client(TABLE_HEALTH).query_entities(f"PartitionKey eq 'alerts.{tenant}'"))
-    assert sorted(r["stream"] for r in rows) == ["alerts", "alerts-changes"]  # new alerts, then closures
+    assert sorted(r["stream"] for r in rows) == ["alerts", "alerts-changes"]  # closures, then new alerts
     row = next(r for r in rows if r["stream"] == "alerts")
     assert (row["alerts_delivered"], row["pages"], row["throttled_429"], row["error"]) == (350, 4, 0, "")
     assert row["stopped"] == "caught_up" and row["lag_s"] >= 0 and row["start"] <= row["end"]
