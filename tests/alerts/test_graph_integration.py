@@ -7,6 +7,7 @@ exactly the new versions, each once. MDA: 300 closures after the first pull come
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -169,3 +170,20 @@ def _us(iso: str) -> int:
     from shared.alerts.record_v2 import parse_iso_us
 
     return parse_iso_us(iso, what="test")
+
+
+def test_mcasctl_pull_source_graph_overrides_the_profile(alerts_env, monkeypatch, tmp_path, capsys) -> None:
+    from mcasctl.cli import main
+
+    sim = alerts_env["sim"]
+    monkeypatch.setenv("MCAS_ALERT_SINKS", "")
+    sim.graph("contoso", "POST", "reset")
+    sim.graph("contoso", "POST", "config", {"limit": 150, "window_s": 2})
+    _seed(sim, 300, seed=9)
+    out = tmp_path / "graph.ndjson"
+    assert main(["alerts", "pull", "--source", "graph", "--lookback", "3d", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 300 and {r["source"] for r in records} == {"graph"}
+    assert {r["mda_id"] for r in records} == {a["_id"] for a in sim.mda("contoso", "GET", "alerts")["alerts"]}
+    summary = capsys.readouterr().out
+    assert "[alerts-graph]: alerts=300" in summary and "429s=0" in summary
