@@ -413,6 +413,10 @@ def plan_sources(
     if (options.source or profile.alert_source) == "graph" and options.stream == STREAM_SCHEDULED:
         from shared.alerts.graph_source import GraphAlertSource
 
+        if env.schema_version < 2:
+            raise ConfigurationError(
+                "MCAS_ALERT_SCHEMA_VERSION", "must be 2 for the graph alert source (version 1 is MDA-only)"
+            )
         graph = env.graph_for(profile) if env.graph_for is not None else _graph_api(profile)
         source = GraphAlertSource(
             graph,
