@@ -536,8 +536,9 @@ def run_tenants(
 def run_tenant(
     profile: TenantProfile, options: PullOptions, env: PullEnvironment, deadline: float
 ) -> list[PullResult]:
-    """Every feed of one tenant's alert source, in order (see `plan_sources`), each with its health row and
-    metrics: the entry point for one tenant. Never raises for API, sink or storage trouble."""
+    """Every feed of one tenant's alert source (see `plan_sources`), each with its health row and metrics:
+    the entry point for one tenant. Results: the new-alerts (or Graph) feed first. Never raises for API,
+    sink or storage trouble."""
     with log_context(tenant=profile.name):
         results: list[PullResult] = []
         try:
@@ -563,6 +564,8 @@ def run_tenant(
             record_metrics(result)
             _log_result(result)
             results.append(result)
+    # The main feed's result first (callers read `[0]`), the closures feed after it.
+    results.sort(key=lambda r: r.stream == STREAM_CHANGES)
     return results
 
 
