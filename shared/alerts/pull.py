@@ -424,7 +424,8 @@ def plan_sources(
             service_sources=profile.graph_service_sources,
             overlap_s=env.graph_overlap_s,
         )
-        return [(dataclasses.replace(options, stream=STREAM_GRAPH), source)]
+        # No settle delay: the overlap re-reads behind the cursor, so a late-visible update is not skipped.
+        return [(dataclasses.replace(options, stream=STREAM_GRAPH, end_ms=None), source)]
     api = env.api_for(profile)
     runs: list[tuple[PullOptions, AlertSource]] = [
         (options, MdaAlertSource(api, tenant=profile.name, schema_version=env.schema_version))
