@@ -3,7 +3,9 @@
 `lastUpdateDateTime` is the only change cursor Graph documents, its ordering and page ceiling are not
 guaranteed, ties are common and an update can become visible after newer ones
 (https://learn.microsoft.com/graph/api/security-list-alerts_v2). So:
-- each run starts `overlap` before the cursor (an inclusive `ge`), to pick up late-visible updates;
+- each run first re-reads the `overlap` behind the cursor (inclusive bounds), to pick up late-visible
+  updates, then goes on from the cursor exactly as the run that committed it would have (a page redelivered
+  after a crash holds the same records, so it gets the same blob name and `webhook-id`);
 - the checkpoint keeps the (id, version) of every version delivered within the overlap window behind the
   cursor (short digests), and records are deduplicated against it: a version is delivered once;
 - pages go by time, never by deep `$skip`: the next query starts at the newest `lastUpdateDateTime` of the
@@ -36,37 +38,41 @@ log = logging.getLogger(__name__)
 SEEN_DIGEST_CHARS = 12  # 48 bits: collisions stay below one in a million for 20,000 versions in the overlap
 
 
+Query = tuple[str | None, int, int | None]  # (next link, `ge` start ms, `le` end ms)
+
+
 class _Prefetch:
     """Fetches the next page in a thread while the engine delivers and commits the current one."""
 
     def __init__(self, source: GraphAlertSource, window: PageWindow, stats: RequestStats) -> None:
         self._source, self._window, self._stats = source, window, stats
         self._pool: Any = None
-        self._pending: tuple[tuple[str | None, int], Any] | None = None
+        self._pending: tuple[Query, Any] | None = None
 
-    def _fetch(self, next_link: str | None, query_start: int) -> GraphPage:
+    def _fetch(self, query: Query) -> GraphPage:
         api, window = self._source.api, self._window
+        next_link, query_start, until = query
         if next_link is not None:
             return api.next_page(next_link, deadline=window.deadline, stats=self._stats)
-        text = self._source.filter_text(query_start, window.end_ms)
+        text = self._source.filter_text(query_start, until)
         return api.list_page(text, top=self._source.page_size, deadline=window.deadline, stats=self._stats)
 
-    def start(self, next_link: str | None, query_start: int) -> None:
+    def start(self, query: Query) -> None:
         if self._window.clock() >= self._window.deadline - 1.0:
             return
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-prefetch")
-        future = self._pool.submit(propagate(self._fetch), next_link, query_start)
-        self._pending = ((next_link, query_start), future)
+        future = self._pool.submit(propagate(self._fetch), query)
+        self._pending = (query, future)
 
-    def get(self, next_link: str | None, query_start: int) -> GraphPage:
+    def get(self, query: Query) -> GraphPage:
         pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == (next_link, query_start):
+        if pending is not None and pending[0] == query:
             page: GraphPage = pending[1].result()
             return page
-        return self._fetch(next_link, query_start)
+        return self._fetch(query)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -106,6 +112,7 @@ class GraphAlertSource:
         self.page_size = page_size
 
     def filter_text(self, since_ms: int, end_ms: int | None) -> str:
+        """The list filter for `since_ms <= lastUpdateDateTime [<= end_ms]` on the service sources."""
         return alerts_filter(
             self.service_sources,
             since_iso=iso_utc_ms(max(0, since_ms)),
@@ -118,13 +125,21 @@ class GraphAlertSource:
         if window.filters:
             raise ValidationError("MDA filters do not apply to the Graph source")
         seen = set(cp.ids_at_watermark)
-        query_start = cp.watermark_ms - self.overlap_ms
-        next_link: str | None = None
+        start_ms = cp.watermark_ms
+        # Two passes: the overlap behind the cursor (`ge cursor - overlap and le cursor`: only late-visible
+        # updates are new there), then from the cursor on (`ge cursor`), exactly as the run that committed
+        # the cursor would have continued - so a page redelivered after a crash has the same records, the
+        # same blob name and `webhook-id`.
+        overlap_pass = self.overlap_ms > 0
+        query: Query = (
+            (None, start_ms - self.overlap_ms, start_ms) if overlap_pass else (None, start_ms, None)
+        )
         prefetch = _Prefetch(self, window, stats)
         yielded = 0
         try:
             while True:
-                page = prefetch.get(next_link, query_start)
+                page = prefetch.get(query)
+                next_link, query_start, until = query
                 records, malformed = self._records(page)
                 stamps = [r["updated_ms"] for r in records]
                 ordered = all(a <= b for a, b in itertools.pairwise(stamps))
@@ -140,7 +155,10 @@ class GraphAlertSource:
                 full = page.next_link is not None or len(page.alerts) >= self.page_size
                 done = not full
                 next_link = None
-                if full:
+                if done and overlap_pass:
+                    overlap_pass, done = False, False  # the overlap is read: on from the cursor
+                    query_start, until = start_ms, window.end_ms
+                elif full:
                     if ordered and newest is not None and newest > query_start:
                         query_start = newest  # page by time: `ge` the newest change seen, ties deduplicated
                     elif page.next_link is not None:
@@ -160,9 +178,10 @@ class GraphAlertSource:
                     delivered_total=cp.delivered_total + len(fresh),
                     pages_total=cp.pages_total + (1 if fresh else 0),
                 )
+                query = (next_link, query_start, until)
                 if not done and yielded + 1 < window.max_pages:
                     # The next query is known before this page is delivered: fetch it meanwhile.
-                    prefetch.start(next_link, query_start)
+                    prefetch.start(query)
                 if fresh or done:
                     yielded += 1
                     yield SourcePage(fresh, after, more=not done, malformed=malformed)
