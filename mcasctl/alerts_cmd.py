@@ -11,9 +11,9 @@ close alerts.
 or `--since` only matter when a tenant has no checkpoint yet. `--out` also writes the delivered normalised
 alerts as NDJSON (then MCAS_ALERT_SINKS may be empty); an existing file needs --append or --overwrite. It
 shows progress on stderr and prints one summary line per tenant. Ctrl-C stops it at the next safe point,
-releases the checkpoint and says what was delivered. `--source` reads alerts from Microsoft Graph (`alerts_v2`,
-every change a new version) or the Defender for Cloud Apps API instead of each profile's MCAS_ALERT_SOURCE; each
-source keeps its own checkpoint.
+releases the checkpoint and says what was delivered. `--source` reads alerts from Microsoft Graph
+(`alerts_v2`, every change a new version) or the Defender for Cloud Apps API instead of each profile's
+MCAS_ALERT_SOURCE; each source keeps its own checkpoint.
 """
 
 from __future__ import annotations
