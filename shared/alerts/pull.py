@@ -466,7 +466,7 @@ def default_environment(
         *extra_sinks,
     ]
     if require_sink and not sinks:
-        raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink: set any of queue, blob, webhook")
+        raise ConfigurationError("MCAS_ALERT_SINKS", "names no sink: set any of queue, blob, webhook, logs")
     return PullEnvironment(
         api_for=lambda p: AlertsApi(client_for(p)),
         store=checkpoint_store(),
