@@ -339,7 +339,7 @@ def test_without_a_sink_the_timer_logs_one_error_and_health_fails(alerts_env, mo
             alerts_pull_timer(timer, LocalContext("alerts_pull_timer", "."))  # no exception, no traceback
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "alert pull timer did not run: MCAS_ALERT_SINKS names no sink: set any of queue, blob, webhook"
+        "alert pull timer did not run: MCAS_ALERT_SINKS names no sink: set any of queue, blob, webhook, logs"
     ] * 2
     assert not any(r.exc_info for r in caplog.records)
     health = check_pulls(get_settings(), 5)
