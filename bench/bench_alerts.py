@@ -1,4 +1,4 @@
-"""Alert retrieval benchmarks and proofs (issue 4), against a private simulator and a private Azurite.
+"""Alert retrieval benchmarks and proofs, against a private simulator and a private Azurite.
 
     .venv/bin/python bench/bench_alerts.py                 # everything (about 4-6 minutes on 2 cores)
     .venv/bin/python bench/bench_alerts.py --only cpu      # or throughput | concurrent | kill

@@ -1,4 +1,4 @@
-"""Cloud Discovery upload benchmark (issue 5): a generated 1 GiB log via the Azurite-backed azure provider.
+"""Cloud Discovery upload benchmark: a generated 1 GiB log via the Azurite-backed azure provider.
 
     .venv/bin/python bench/bench_discovery.py            # 1 GiB, 3 rounds (a few minutes on 2 cores)
     .venv/bin/python bench/bench_discovery.py --size-mib 256 --rounds 1 --json out.json

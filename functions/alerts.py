@@ -4,7 +4,8 @@ The timer runs shared/alerts/pull.py; the queue jobs run shared/alerts/adhoc.py.
 
 - `alerts_pull_timer`: schedule from the app setting `MCAS_ALERTS_SCHEDULE` (default `0 */5 * * * *`; the
   binding reads it as `%MCAS_ALERTS_SCHEDULE%`, so infra must set it - a missing setting breaks indexing),
-  `run_on_startup=False` (peer-lessons.md), `use_monitor=True` so a missed slot runs late rather than never.
+  `run_on_startup=False` (a restart must not start a pull), `use_monitor=True` so a missed slot runs late
+  rather than never.
 - `alerts_pull_job`: one JSON message per ad-hoc window pull on `mcas-alert-pull-jobs`
   (`{"tenant", "since"|"lookback", "until", "filters", "job_id"}`); invalid messages are dead-lettered with
   the reason, transient failures raise so the host retries; `alerts_pull_job_poison` dead-letters jobs that

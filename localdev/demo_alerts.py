@@ -1,4 +1,4 @@
-"""Demo step for alert retrieval (issue 4), for localdev/demo.py's STEPS:
+"""Demo step for alert retrieval, for localdev/demo.py's STEPS:
 
     from localdev.demo_alerts import step_alerts
     STEPS.append(("alerts", step_alerts))

@@ -1,4 +1,4 @@
-"""Demo step for Cloud Discovery uploads (issue 5), for `localdev/demo.py`'s STEPS:
+"""Demo step for Cloud Discovery uploads, for `localdev/demo.py`'s STEPS:
 
     from localdev.demo_discovery import step_discovery
     STEPS.append(("discovery", step_discovery))

@@ -1,4 +1,4 @@
-"""Demo step for the SOAR jobs API (issue 6), for `localdev/demo.py`'s STEPS.
+"""Demo step for the SOAR jobs API, for `localdev/demo.py`'s STEPS.
 
 A SOAR platform signs a job with the shared Standard Webhooks secret, POSTs it to `/api/jobs` (202 with a
 job id and a status URL), the queue-triggered worker runs it, and the platform polls the status URL for the

@@ -2,7 +2,7 @@
 
 MSAL, azure-identity and Key Vault bearer auth all insist on HTTPS, so the simulator serves TLS with a CA
 generated here. Clients trust it through `bundle.pem` (the normal trust store plus the test CA) set as
-REQUESTS_CA_BUNDLE, because in `requests` that variable overrides `Session.verify` (local-components.md §1).
+REQUESTS_CA_BUNDLE, because in `requests` that variable overrides `Session.verify` (https://requests.readthedocs.io/en/latest/user/advanced/#ssl-cert-verification).
 Nothing here is ever used outside local development and tests.
 """
 

@@ -1,6 +1,7 @@
 """The tenant-wide request budget, shared by every function and instance through Azure Table storage.
 
-MDA allows 30 requests per rolling minute per tenant (mcas-api.md §4.1). Timer, queue and webhook functions
+MDA allows 30 requests per rolling minute per tenant
+(https://learn.microsoft.com/defender-cloud-apps/api-introduction). Timer, queue and webhook functions
 scale out to many instances, so a per-process limiter cannot keep the tenant under the limit. Here the budget
 is N *slots* per tenant, one table entity each (PartitionKey = tenant host, RowKey = slot number). A request
 may start only after claiming a slot whose last claim is at least one window (plus a small safety margin)

@@ -26,7 +26,8 @@ ALERT_SOURCES: tuple[AlertSource, ...] = ("mda", "graph")
 
 MDA_RESOURCE_APP_ID = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
 
-# Documented tenant API host suffixes (mcas-api.md §1). The generic portal host is refused on purpose:
+# Documented tenant API host suffixes (https://learn.microsoft.com/defender-cloud-apps/api-introduction).
+# The generic portal host is refused on purpose:
 # it round-robins across regions and answers with spurious 401s.
 API_HOST_SUFFIXES: dict[str, str] = {
     ".portal.cloudappsecurity.com": "commercial",

@@ -2,7 +2,8 @@
 
 One code path for both directions: `verify()` recomputes the expected signature through `sign()`, so what we
 send (job callbacks, the alert webhook sink) and what we accept (SOAR job intake) cannot drift apart. Compared
-with the reference library (style.md §3) the tolerance and the clock are parameters, every failure is a
+with the reference library (https://github.com/standard-webhooks/standard-webhooks) the tolerance and the
+clock are parameters, every failure is a
 `WebhookVerificationError` with a stable `reason` code, several secrets may be given (rotation), and a
 malformed signature entry is skipped rather than escaping as a bare ValueError.
 

@@ -1,4 +1,4 @@
-"""The simulated Defender for Cloud Apps API of one tenant: auth, throttle, routing, admin (mcas-api.md §10).
+"""The simulated Defender for Cloud Apps API of one tenant: auth, throttle, routing, admin.
 
 One `MdaService` answers everything that arrives on its tenant's HTTPS port (a tenant is a host):
 
@@ -76,7 +76,8 @@ MDA_AUDIENCE = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
 LEGACY_TOKEN = re.compile(r"[0-9A-Za-z=]{64,192}")
 DAY_MS = 86_400_000
 
-# Permission sets per action (mcas-api.md §2.4), lower-case.
+# Permission sets per action
+# (https://learn.microsoft.com/defender-cloud-apps/api-authentication-application), lower-case.
 ALERTS_READ = frozenset({"investigation.read", "investigation.manage", "discovery.read", "discovery.manage"})
 ALERTS_CLOSE = frozenset({"investigation.manage", "discovery.manage"})
 DISCOVERY_READ = frozenset({"discovery.read", "discovery.manage"})

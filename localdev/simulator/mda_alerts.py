@@ -1,10 +1,10 @@
-"""Alerts resource of the simulated Defender for Cloud Apps API (mcas-api.md §5).
+"""Alerts resource of the simulated Defender for Cloud Apps API (https://learn.microsoft.com/defender-cloud-apps/api-alerts).
 
 Alerts are kept sorted by creation `timestamp` (ties in arrival order) with a parallel list of timestamps,
 so `date` filters are two bisects and a page is a slice: a 20,000-alert pull in 200 pages stays cheap. Other
 filters are compiled once per request into a predicate and applied only to the date-bounded slice.
 
-Choices where the service is undocumented (mcas-api.md §10):
+Choices where the service is undocumented:
 - `skip` above `max_skip` (default 5000) is refused with 400, so clients must page by time beyond it (§4.2);
   the documentation states no such limit (public clients avoid deep skips), so the app never relies on the
   refusal: it pages by time and stops before the ceiling itself.
@@ -35,7 +35,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 100
 DAY_MS = 86_400_000
 
-# reasonId values valid per close endpoint (mcas-api.md §5); None = the key must not be sent.
+# reasonId values valid per close endpoint (https://learn.microsoft.com/defender-cloud-apps/api-alerts);
+# None = the key must not be sent.
 CLOSE_KINDS: dict[str, tuple[int, frozenset[int] | None]] = {
     "benign": (4, frozenset({2, 4, 5, 6})),
     "false_positive": (3, frozenset({0, 1, 3, 4})),

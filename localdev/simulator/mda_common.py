@@ -1,6 +1,7 @@
 """Request parsing and error plumbing shared by the simulated Defender for Cloud Apps endpoints.
 
-The real service is loose about how parameters arrive (mcas-api.md §3, §10): POST with JSON, GET with a JSON
+The real service is loose about how parameters arrive
+(https://learn.microsoft.com/defender-cloud-apps/api-introduction): POST with JSON, GET with a JSON
 body, GET with query parameters (`filters` JSON-encoded) and form-encoded bodies (curl `-d '{...}'` even
 sends JSON under a form content type). Everything is normalised here into one plain dict so handlers stay
 simple.

@@ -1,4 +1,4 @@
-"""Cloud Discovery part of the simulated Defender for Cloud Apps API (mcas-api.md §7).
+"""Cloud Discovery part of the simulated Defender for Cloud Apps API (https://learn.microsoft.com/defender-cloud-apps/api-discovery).
 
 The three-call upload flow is where clients go wrong (gotcha 7, §9), so the simulator is strict where the
 service is:
@@ -49,7 +49,8 @@ AZURITE_CONTAINER = "mda-discovery-uploads"
 AZURITE_API_VERSION = "2025-11-05"  # accepted by Azurite 3.35 even without --skipApiVersionCheck
 NOT_FOUND_INPUT_STREAM = "CONSOLE_DISCOVERY_SETTINGS_PARSE_LOG_TASK_ERROR_NOT_FOUND_INPUT_STREAM"
 
-# Numeric logType ids (mcas-api.md §7.3); the MICROSFOT misspellings are verbatim.
+# Numeric logType ids (https://learn.microsoft.com/defender-cloud-apps/api-discovery-list-streams); the
+# MICROSFOT misspellings are verbatim.
 # fmt: off
 LOG_TYPES: dict[int, str] = {
     0: "INVALID", 1: "OTHER", 100: "LOG_3COM", 101: "BARRACUDA", 102: "BLUECOAT", 103: "CHECKPOINT",
@@ -165,7 +166,7 @@ def new_stream(
     global_aggregated: bool = False,
     is_manual: bool = True,
 ) -> dict[str, Any]:
-    """A stream / data source object shaped like the docs' example (mcas-api.md §7.4)."""
+    """A stream / data source object shaped like the docs' example (https://learn.microsoft.com/defender-cloud-apps/api-discovery-list-streams)."""
     stamp = iso_ms(now_ms)
     stream: dict[str, Any] = {
         "_id": _object_id(),

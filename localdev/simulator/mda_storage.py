@@ -1,6 +1,7 @@
 """Upload targets handed out by the simulated Cloud Discovery `upload_url`: self-served Azure blob and S3.
 
-Why self-served: tests and the demo must exercise both upload providers (mcas-api.md §7.1) without cloud
+Why self-served: tests and the demo must exercise both upload providers
+(https://learn.microsoft.com/defender-cloud-apps/api-discovery-initiate) without cloud
 storage. The blob endpoint behaves like Azure Put Blob / Put Block / Put Block List with a SAS:
 `x-ms-blob-type: BlockBlob` required, 201, 413 `RequestBodyTooLarge` for one Put Blob above
 `single_put_limit` (blocks may be larger, as on Azure), no blob above `max_file_size`, `Content-Length`

@@ -4,7 +4,7 @@ Why it exists: the app is proven against the simulator, so the data must exercis
 every documented enum value (severity 0-3, resolution status 0-5, status 0-2, all stories and MITRE
 intents), HTML and markdown descriptions, the entity kinds clients parse, epoch-millisecond timestamps and,
 above all, bursts of many alerts sharing one millisecond (the case that breaks naive `last timestamp + 1`
-paging, mcas-api.md §4.2).
+paging: the API does not page reliably past 5,000).
 
 Everything comes from one seeded `random.Random`, so a seed plus a time window always yields the same
 alerts. Generation is cheap (entity dicts are prebuilt and shared between alerts; nothing mutates them) so
@@ -60,7 +60,7 @@ INTENTS: dict[int, str] = {
     13: "IMPACT",
 }
 
-# App ids from mcas-api.md §5 (MOD:MCAS.psm1).
+# App ids as the alerts API returns them (https://learn.microsoft.com/defender-cloud-apps/api-alerts).
 SERVICES: dict[int, str] = {
     11161: "Office 365",
     20893: "Microsoft Exchange Online",

@@ -1,6 +1,7 @@
 """Per-tenant rolling-window request limiter for the simulated Defender for Cloud Apps API.
 
-The real service allows 30 requests per rolling minute per tenant (mcas-api.md §4.1) and answers 429 beyond
+The real service allows 30 requests per rolling minute per tenant
+(https://learn.microsoft.com/defender-cloud-apps/api-introduction) and answers 429 beyond
 it. Limit and window are live-configurable so tests and benchmarks can compress time (e.g. 30 per 2 s)
 instead of sleeping through real minutes. The clock is injected so the behaviour is testable without
 waiting.

@@ -2,7 +2,7 @@
 
 A checkpoint says "every alert created before `watermark_ms`, and the ones listed in `ids_at_watermark`
 (created exactly at `watermark_ms`), have been delivered". Many alerts can share a millisecond, so a timestamp
-alone would either skip or repeat some (peer-lessons.md: `last + 1 ms` loses, `gte last` repeats).
+alone would either skip or repeat some (`last + 1 ms` loses alerts, `gte last` repeats them).
 
 Two runs of the same tenant (an overlapping timer, a manual `mcasctl alerts pull`) must never deliver the
 same page twice nor move the watermark backwards. Every write is conditional on the ETag read, and a run

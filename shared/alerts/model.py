@@ -1,6 +1,6 @@
 """The normalised alert record every sink receives, and its JSON schema. Pure: no I/O, no heavy imports.
 
-The API's enums drift (severity 3 and resolution statuses 3-5 are recent; peers mis-map them, mcas-api.md §9),
+The API's enums drift (severity 3 and resolution statuses 3-5 are recent; older clients mis-map them; https://learn.microsoft.com/defender-cloud-apps/api-alerts),
 so mapping follows the documented tables and an unknown value is kept as `unknown:<value>` - never a crash,
 never silently mapped to something else. The API's object travels unchanged in `raw`.
 """

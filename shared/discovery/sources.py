@@ -1,4 +1,4 @@
-"""The `source` ids `upload_url` accepts (mcas-api.md §7.2).
+"""The `source` ids `upload_url` accepts (https://learn.microsoft.com/defender-cloud-apps/api-discovery-initiate).
 
 Clients validate against the 71 ids of the current docs. The 13 ids dropped from the docs in 2021 are still in
 the service's logType table and in the wild, so they are accepted with a warning. The docs lag the portal

@@ -1,4 +1,4 @@
-"""SOAR jobs: HTTP intake, the job store and the queue-triggered worker (issue 6).
+"""SOAR jobs: HTTP intake, the job store and the queue-triggered worker.
 
 Modules, one job each (all cheap to import; storage, Key Vault and HTTP libraries load inside the functions
 that use them):

@@ -98,7 +98,7 @@ def run_action(spec: JobSpec, context: ActionContext) -> dict[str, Any]:
 
 
 def fetch_filter(params: dict[str, Any]) -> Filter:
-    """The job's window and friendly filters as the API's filter grammar (mcas-api.md §5)."""
+    """The job's window and friendly filters as the API's filter grammar (https://learn.microsoft.com/defender-cloud-apps/api-alerts)."""
     from shared.mda.filters import Filter
 
     flt = Filter().where("date", "gte", int(params["sinceMs"])).where("date", "lte", int(params["untilMs"]))

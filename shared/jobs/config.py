@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from shared.errors import ConfigurationError
 from shared.settings import DEFAULTS, Settings
 
-MAX_BODY_BYTES = 1024 * 1024  # 1 MiB, issue 6
+MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: larger job bodies are refused with 413
 SIGNATURE_TOLERANCE_S = 5 * 60  # Standard Webhooks: refuse timestamps more than 5 minutes off
 IDEMPOTENCY_TTL_S = 24 * 3600  # the same Idempotency-Key within 24 h returns the same job
 TOKEN_LEEWAY_S = 60  # clock skew allowed on exp/nbf of bearer tokens

@@ -9,7 +9,7 @@ Rules worth knowing (the OpenAPI document in shared/jobs/openapi.py says the sam
   duplicate keys (`unique_keys`, used when the body is parsed: parsers disagree on which copy wins);
 - alert ids are the API's 24-hex `_id`s, at most `MAX_IDS` per job (the worker chunks them by 100 per API
   call); duplicates are dropped;
-- `reasonId` must be one the chosen close endpoint documents (mcas-api.md §5); true positive takes none;
+- `reasonId` must be one the chosen close endpoint documents; true positive takes none;
 - windows are fixed at intake (a `lookback` becomes absolute `since`/`until`), so a retried job reads the same
   range.
 """
@@ -79,7 +79,8 @@ MDA_CLOSE_BY_CLASSIFICATION: dict[str, str] = {
 }
 
 CLOSE_KINDS: tuple[str, ...] = ("benign", "false_positive", "true_positive")
-# Documented reasonId values per close endpoint (mcas-api.md §5). True positive takes none.
+# Documented reasonId values per close endpoint
+# (https://learn.microsoft.com/defender-cloud-apps/api-alerts). True positive takes none.
 CLOSE_REASONS: dict[str, dict[int, str]] = {
     "benign": {
         2: "Actual severity is lower",

@@ -1,7 +1,8 @@
-"""Typed alert operations over `MdaClient` (mcas-api.md §5): list, get, close, mark read/unread.
+"""Typed alert operations over `MdaClient` (https://learn.microsoft.com/defender-cloud-apps/api-alerts):
+list, get, close, mark read/unread.
 
-Closing is the one non-idempotent operation here and is NEVER retried blindly (peer-lessons.md: cd1zz's
-client re-POSTs close calls through urllib3 retries). After an ambiguous failure (5xx, timeout, dropped
+Closing is the one non-idempotent operation here and is NEVER retried blindly (clients that re-POST close
+calls through urllib3 retries close alerts twice). After an ambiguous failure (5xx, timeout, dropped
 connection) the alerts' state is read back and only those still open are sent again; a 429 or 4xx is a
 clear refusal and follows the client's normal rules.
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ALERTS_PATH = "/api/v1/alerts/"
 PAGE_LIMIT = 100  # the API's maximum page size
-MAX_SKIP = 5000  # beyond this, `skip` is unreliable (mcas-api.md §4.2): page by time instead
+MAX_SKIP = 5000  # beyond this, the API does not page reliably by `skip`: page by time instead
 CLOSE_CHUNK = 100  # bulk endpoints take at most 100 ids per call
 
 CloseKind = Literal["benign", "false_positive", "true_positive"]
@@ -40,7 +41,7 @@ CLOSE_REASONS: dict[CloseKind, frozenset[int] | None] = {
     "true_positive": None,
 }
 OPEN = 0
-# resolutionStatusValue an alert has after each close call (mcas-api.md: 3 FP, 4 benign, 5 TP).
+# resolutionStatusValue an alert has after each close call: 3 false positive, 4 benign, 5 true positive.
 RESOLUTION_AFTER_CLOSE: dict[CloseKind, int] = {"benign": 4, "false_positive": 3, "true_positive": 5}
 _ALERT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 

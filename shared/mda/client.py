@@ -1,6 +1,6 @@
 """The one way this app talks to the Defender for Cloud Apps REST API.
 
-Every call goes through `MdaClient.request`, which owns the policies peers got wrong (peer-lessons.md §4):
+Every call goes through `MdaClient.request`, which owns the policies other integrations get wrong:
 - one pooled `requests.Session` per worker and a timeout on every call;
 - the tenant-wide distributed rate limiter (shared/ratelimit.py) before every attempt, so the client stays
   under 30 requests per minute per tenant across all instances;
@@ -461,7 +461,7 @@ def _error_fields(body: Any) -> tuple[str, str | None, str | None]:
 
 
 def _retry_after(response: requests.Response, message: str) -> float | None:
-    """`Retry-After` (seconds or an HTTP date), else the N in "... N seconds." (mcas-api.md §4.3)."""
+    """`Retry-After` (seconds or an HTTP date), else the N in "... N seconds." the 429 body carries (https://learn.microsoft.com/defender-cloud-apps/api-introduction)."""
     header = response.headers.get("Retry-After")
     if header:
         try:

@@ -1,4 +1,4 @@
-"""A small immutable builder for the MDA `filters` grammar (mcas-api.md §3).
+"""A small immutable builder for the MDA `filters` grammar (https://learn.microsoft.com/defender-cloud-apps/api-introduction).
 
 `{"filters": {"<field>": {"<op>": <value>}}}`; fields AND together. The builder knows which operators take a
 list and which a single value, turns datetimes into epoch milliseconds, and refuses unknown operators early -

@@ -1,6 +1,6 @@
 """Fuzzing every queue-triggered handler with hypothesis, in process against Azurite and the simulator.
 
-The contract under test (issue 8): every message either succeeds or is dead-lettered with a reason. A handler
+The contract under test: every message either succeeds or is dead-lettered with a reason. A handler
 never raises for a message it cannot use - raising means "retry", and retrying bad input is a retry loop that
 ends in the poison queue instead of in the dead-letter store with the actual reason. (Transient failures may
 raise; none are injected here, so any exception is a bug.)

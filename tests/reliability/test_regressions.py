@@ -1,4 +1,4 @@
-"""Regression tests for the bugs the fuzz and chaos suites found (issue 8). One test per bug, in process.
+"""Regression tests for the bugs the fuzz and chaos suites found. One test per bug, in process.
 
 Each names the failure it pins down; the suites that found them (tests/fuzz, tests/chaos) keep exploring.
 """

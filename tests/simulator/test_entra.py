@@ -25,7 +25,8 @@ MDA = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
 MDA_DEFAULT = [f"{MDA}/.default"]
 MDA_READ = [f"{MDA}/Investigation.read"]
 
-# msal deprecates ROPC for public clients; the product still documents it (mcas-api.md §2.2), so it is tested.
+# msal deprecates ROPC for public clients; the product still documents it
+# (https://learn.microsoft.com/defender-cloud-apps/api-authentication-user), so it is tested.
 pytestmark = pytest.mark.filterwarnings("ignore:This API has been deprecated:DeprecationWarning")
 
 

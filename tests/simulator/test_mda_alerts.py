@@ -252,7 +252,7 @@ def test_time_paging_with_gte_last_timestamp_and_dedupe_loses_nothing_despite_bu
 
 
 def test_naive_time_paging_with_plus_one_ms_loses_alerts_in_a_burst(svc):
-    """Documents the gotcha the simulator must expose (mcas-api.md §4.2)."""
+    """Documents the gotcha the simulator must expose: skip is unreliable past 5,000."""
     admin(svc, "DELETE", "alerts")
     admin(svc, "POST", "alerts/add", {"count": 130, "timestamp": 1_799_000_000_000})
     first = _list(svc, {"filters": {"date": {"gte": 0}}, "sortDirection": "asc"})

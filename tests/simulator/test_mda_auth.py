@@ -101,7 +101,7 @@ def _is_forbidden(response) -> bool:
         (bearer("Discovery.read"), "/api/v1/discovery/upload_url/?", "GET", False),
         (bearer("Discovery.read"), "/api/discovery_block_scripts/", "GET", False),
         (bearer("Discovery.manage"), "/api/discovery_block_scripts/", "GET", True),
-        # No Bearer token may use the Files API, whatever it holds (mcas-api.md §2.4)
+        # No Bearer token may use the Files API, whatever it holds (https://learn.microsoft.com/defender-cloud-apps/api-authentication-application)
         (
             bearer("Investigation.manage", "Discovery.manage", "Settings.manage"),
             "/api/v1/files/",
