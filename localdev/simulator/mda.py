@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -148,8 +149,10 @@ class MdaService:
         self.discovery = DiscoveryService(tenant_name=name, api_url=self.api_url, clock=clock)
         self._seed = zlib.crc32(name.encode())
         self._factory = self._new_factory(self._seed)
-        if seed_alerts:
-            self._seed_alerts({"count": seed_alerts})
+        # Seeded on first use, not at start: a simulator serving hundreds of tenants starts at once and
+        # only pays for the tenants a run touches.
+        self._pending_seed = seed_alerts
+        self._seed_lock = threading.Lock()
 
     # -- entry points ----------------------------------------------------------------------------------------
 
@@ -185,7 +188,16 @@ class MdaService:
         if self._counters is not None:
             self._counters.hit(service, endpoint)
 
+    def _ensure_seeded(self) -> None:
+        if not self._pending_seed:
+            return
+        with self._seed_lock:
+            count, self._pending_seed = self._pending_seed, 0
+            if count:
+                self._seed_alerts({"count": count})
+
     def _handle_api(self, req: SimRequest) -> SimResponse:
+        self._ensure_seeded()
         method = req.method.upper()
         route_or_error = self._route(method, req.path)
         endpoint = route_or_error.endpoint if isinstance(route_or_error, Route) else f"{method} <unknown>"
@@ -413,6 +425,7 @@ class MdaService:
 
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         """/_admin/mda/{tenant}/{subpath} — see the module docstring for the subpaths."""
+        self._ensure_seeded()
         method = req.method.upper()
         key = (method, subpath.strip("/"))
         try:
