@@ -146,13 +146,13 @@ class MdaService:
         self._default_throttle = (rate_limit, float(rate_window_s))
         self._injected_429 = 0
         self.alerts = AlertStore(clock=clock)
-        self.discovery = DiscoveryService(tenant_name=name, api_url=self.api_url, clock=clock)
+        self._discovery: DiscoveryService | None = None
         self._seed = zlib.crc32(name.encode())
-        self._factory = self._new_factory(self._seed)
+        self._factory_obj: AlertFactory | None = None  # built on first use, like the seed below
         # Seeded on first use, not at start: a simulator serving hundreds of tenants starts at once and
         # only pays for the tenants a run touches.
         self._pending_seed = seed_alerts
-        self._seed_lock = threading.Lock()
+        self._seed_lock = threading.RLock()
 
     # -- entry points ----------------------------------------------------------------------------------------
 
@@ -187,6 +187,27 @@ class MdaService:
     def _hit(self, service: str, endpoint: str) -> None:
         if self._counters is not None:
             self._counters.hit(service, endpoint)
+
+    @property
+    def discovery(self) -> DiscoveryService:
+        """Built on first use: most tenants of a many-tenant run never upload anything."""
+        if self._discovery is None:
+            with self._seed_lock:
+                if self._discovery is None:
+                    self._discovery = DiscoveryService(
+                        tenant_name=self.name, api_url=self.api_url, clock=self._clock
+                    )
+        return self._discovery
+
+    @property
+    def _factory(self) -> AlertFactory:
+        if self._factory_obj is None:
+            self._factory_obj = self._new_factory(self._seed)
+        return self._factory_obj
+
+    @_factory.setter
+    def _factory(self, factory: AlertFactory) -> None:
+        self._factory_obj = factory
 
     def _ensure_seeded(self) -> None:
         if not self._pending_seed:

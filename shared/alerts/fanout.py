@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -326,7 +327,7 @@ class TenantEnvironment:
     """The seams of one tenant's run; `default_tenant_environment()` wires the real ones."""
 
     config: AlertConfig
-    targets: Callable[[], Sequence[TenantTarget]]
+    find: Callable[[str], tuple[TenantTarget | None, str]]
     api_for: Callable[[TenantTarget], AlertsApi]
     store: CheckpointStore
     sinks_for: Callable[[TenantTarget], Sequence[Sink]]
@@ -355,7 +356,7 @@ def default_tenant_environment(settings: Settings | None = None) -> TenantEnviro
     from shared.deadletters import dead_letter
     from shared.mda.client import client_for
     from shared.storage import QUEUE_ALERT_TENANT_PULLS
-    from shared.tenants.registry import all_targets
+    from shared.tenants.registry import find_target
 
     settings = settings or get_settings()
     config = AlertConfig.from_settings(settings)
@@ -372,7 +373,7 @@ def default_tenant_environment(settings: Settings | None = None) -> TenantEnviro
 
     return TenantEnvironment(
         config=config,
-        targets=lambda: all_targets(settings),
+        find=lambda name: find_target(name, settings),
         api_for=lambda t: AlertsApi(client_for(t.profile)),
         store=checkpoint_store(),
         sinks_for=sinks_for,
@@ -404,11 +405,11 @@ def handle_tenant_message(
         )
         return TenantOutcome("", "dead_lettered")
     with log_context(tenant=message.tenant):
-        target = next((t for t in env.targets() if t.name == message.tenant), None)
+        target, why_not = env.find(message.tenant)
         if target is None:
             env.dead_letter(
                 source=env.queue_name,
-                reason=f"tenant {message.tenant!r} is not an enabled tenant (removed, disabled or invalid)",
+                reason=f"tenant {message.tenant!r} {why_not}: nothing to pull",
                 body=body,
                 message_id=message_id,
                 dequeue_count=dequeue_count,
@@ -433,7 +434,7 @@ def handle_tenant_message(
         pending_until = 0.0
         if outcome.followup_at is not None:
             followup = TenantMessage(target.name, message.slot, "followup")
-            env.send(followup.to_json(), max(0.0, outcome.followup_at - env.wall()))
+            env.send(followup.to_json(), max(0.0, math.ceil(outcome.followup_at - env.wall())))
             pending_until = outcome.followup_at + PENDING_TIMEOUT_S
         env.state.finish(target.name, pending_until=pending_until, now=env.wall())
         return outcome
@@ -477,7 +478,8 @@ def run_tenant(target: TenantTarget, env: TenantEnvironment) -> TenantOutcome:
     settle_ms = int(config.settle_s * 1000)
     end_ms = int(now * 1000) - settle_ms if settle_ms > 0 else None
     cp = env.store.load(STREAM_SCHEDULED, profile.name)
-    if cp is not None and profile.alert_source == "mda":
+    probing = profile.alert_source == "mda"
+    if cp is not None and probing:
         if cp.lease_held_by_other("", now):
             outcome.action = "busy"  # another run is pulling this tenant right now
             return outcome
@@ -485,7 +487,7 @@ def run_tenant(target: TenantTarget, env: TenantEnvironment) -> TenantOutcome:
         started_wall = env.wall()
         try:
             probe = probe_mda(api, cp, deadline=deadline, stats=stats)
-        except (McasError, BudgetExhaustedError) as exc:
+        except McasError as exc:
             outcome.result = _probe_failure(target, cp, exc, stats, started_wall=started_wall, env=env)
             outcome.requests = stats.requests
             return outcome
@@ -494,16 +496,14 @@ def run_tenant(target: TenantTarget, env: TenantEnvironment) -> TenantOutcome:
             outcome.action = "idle"
             outcome.result = _idle_result(target, cp.watermark_ms, stats, started_wall, env)
             return outcome
-        unsettled = end_ms is not None and probe.newest_ms is not None and probe.newest_ms > end_ms
-        if unsettled:
-            assert probe.newest_ms is not None
-            outcome.followup_at = probe.newest_ms / 1000 + config.settle_s + FOLLOWUP_MARGIN_S
-            if probe.total == 1:  # the one new alert is still settling: nothing to pull yet
-                outcome.action = "deferred"
-                outcome.result = _idle_result(
-                    target, cp.watermark_ms, stats, started_wall, env, stopped="deferred"
-                )
-                return outcome
+        if end_ms is not None and probe.oldest_ms is not None and probe.oldest_ms > end_ms:
+            # Even the oldest new alert is still settling: nothing to pull yet; come back when it settles.
+            outcome.action = "deferred"
+            outcome.followup_at = _settled_at(probe.oldest_ms, config.settle_s)
+            outcome.result = _idle_result(
+                target, cp.watermark_ms, stats, started_wall, env, stopped="deferred"
+            )
+            return outcome
     options = PullOptions(
         stream=STREAM_SCHEDULED,
         start_ms=int(now * 1000) - int(config.first_fetch_lookback_s * 1000),
@@ -525,13 +525,41 @@ def run_tenant(target: TenantTarget, env: TenantEnvironment) -> TenantOutcome:
         wall=env.wall,
         sleep=env.sleep,
     )
-    result.requests += outcome.requests  # the probe counts against the same budget
-    outcome.requests = result.requests
-    outcome.result = result
     if result.stopped in ("page_cap", "budget") and result.ok:
         outcome.followup_at = env.wall()  # more to catch up: continue at once, not next slot
+    elif result.ok and probing and end_ms is not None:
+        # What is left is still settling: one more probe finds the oldest, and a follow-up delivers it as
+        # soon as it settles (instead of one slot later, which would add up to a minute).
+        outcome.followup_at = _next_followup(
+            api, env, key=profile.name, deadline=deadline, settle_s=config.settle_s, result=result
+        )
+    result.requests += outcome.requests  # the first probe counts against the same budget
+    outcome.requests = result.requests
+    outcome.result = result
     _report(result, env)
     return outcome
+
+
+def _settled_at(alert_ms: int, settle_s: float) -> float:
+    return alert_ms / 1000 + settle_s + FOLLOWUP_MARGIN_S
+
+
+def _next_followup(
+    api: AlertsApi, env: TenantEnvironment, *, key: str, deadline: float, settle_s: float, result: PullResult
+) -> float | None:
+    stats = RequestStats()
+    try:
+        cp = env.store.load(STREAM_SCHEDULED, key)
+        probe = probe_mda(api, cp, deadline=deadline, stats=stats) if cp is not None else None
+    except McasError as exc:  # the pull itself succeeded; the next slot's probe covers this
+        log.warning("alert follow-up probe of %s failed: %s", key, exc)
+        return None
+    finally:
+        result.requests += stats.requests
+        result.throttled += stats.throttled
+    if probe is None or not probe.has_new:
+        return None
+    return _settled_at(probe.oldest_ms, settle_s) if probe.oldest_ms is not None else env.wall()
 
 
 def _run_result(target: TenantTarget, started_wall: float) -> PullResult:

@@ -1,10 +1,9 @@
 """The cheap per-minute question "is there anything newer than the checkpoint?" for the MDA alerts API.
 
-One request of one item: `date >= watermark`, minus the ids already delivered at the watermark, sorted
-newest first, `limit` 1. The answer's single alert is the newest undelivered one, so the caller learns
-both whether to pull and when the newest alert leaves the settle window; `total` (an estimate, per the
-API's own documentation) is used only to skip a pull that could find nothing settled, never to decide that
-an alert does not exist. Costs one request of the tenant's budget (30 per minute).
+One request of one item: `date >= watermark`, minus the ids already delivered at the watermark, oldest first,
+`limit` 1. The answer's single alert is the oldest undelivered one, so the caller learns both whether to pull
+and when that alert leaves the settle window (the moment a follow-up pull can deliver it). Costs one request
+of the tenant's budget (30 per minute).
 """
 
 from __future__ import annotations
@@ -22,28 +21,25 @@ NEQ_ID_LIMIT = 2000  # the pull engine sends at most this many ids as `id.neq` t
 @dataclass(frozen=True)
 class ProbeResult:
     has_new: bool
-    newest_ms: int | None = None  # creation time of the newest undelivered alert
-    total: int | None = None  # the API's (approximate) count of undelivered alerts
+    oldest_ms: int | None = None  # creation time of the oldest undelivered alert (None: unknown)
 
 
 def probe_mda(
     api: AlertsApi, cp: Checkpoint, *, deadline: float | None = None, stats: RequestStats | None = None
 ) -> ProbeResult:
-    """One request: the newest alert the checkpoint does not cover, if any."""
+    """One request: the oldest alert the checkpoint does not cover, if any."""
     filters = Filter().gte("date", cp.watermark_ms)
-    exact = len(cp.ids_at_watermark) <= NEQ_ID_LIMIT
-    if cp.ids_at_watermark and exact:
+    if cp.ids_at_watermark and len(cp.ids_at_watermark) <= NEQ_ID_LIMIT:
         filters = filters.neq("id", *sorted(cp.ids_at_watermark))
-    page = api.query(filters, sort_direction="desc", limit=1, deadline=deadline, stats=stats)
+    page = api.query(filters, sort_direction="asc", limit=1, deadline=deadline, stats=stats)
     if not page.alerts:
-        return ProbeResult(False, total=page.total)
-    newest = page.alerts[0]
-    stamp = newest.get("timestamp")
-    newest_ms = int(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
-    alert_id = str(newest.get("_id") or "")
-    if exact and newest_ms is not None and cp.covers(alert_id, newest_ms):
-        # The server ignored `id.neq`: every match shares the watermark millisecond; there is something new
-        # only if it counts more matches than the ids already delivered there.
-        more = page.total is None or page.total > len(cp.ids_at_watermark)
-        return ProbeResult(more, newest_ms=newest_ms if more else None, total=page.total)
-    return ProbeResult(True, newest_ms=newest_ms, total=page.total)
+        return ProbeResult(False)
+    oldest = page.alerts[0]
+    stamp = oldest.get("timestamp")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return ProbeResult(True)  # malformed: let the pull (which skips malformed alerts) look
+    if cp.covers(str(oldest.get("_id") or ""), int(stamp)):
+        # The server ignored `id.neq` (or there are too many ids to send): the answer is an alert already
+        # delivered at the watermark, which says nothing about the others there. Pull to find out.
+        return ProbeResult(True, oldest_ms=cp.watermark_ms)
+    return ProbeResult(True, oldest_ms=int(stamp))

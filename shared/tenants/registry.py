@@ -308,6 +308,27 @@ def registry(settings: Settings | None = None) -> TenantRegistry:
     return TenantRegistry(table_client(TABLE_TENANTS), settings or get_settings())
 
 
+def find_target(name: str, settings: Settings | None = None) -> tuple[TenantTarget | None, str]:
+    """One tenant by name with one point read (a queue message names its tenant): (target, "") or
+    (None, why not)."""
+    from shared.settings import get_settings
+
+    settings = settings or get_settings()
+    for profile in settings.tenants:
+        if profile.name == name:
+            return TenantTarget(profile), ""
+    try:
+        entry = registry(settings).get(name)
+    except ValidationError:
+        return None, "is not a tenant (removed, or never added)"
+    if not entry.enabled:
+        return None, "is disabled"
+    try:
+        return resolve(entry, settings), ""
+    except ConfigurationError as exc:
+        return None, f"is invalid ({exc})"
+
+
 def all_targets(settings: Settings | None = None, *, include_registry: bool = True) -> list[TenantTarget]:
     """Every tenant the alert pull works for: the settings' profiles first, then enabled registry tenants.
 

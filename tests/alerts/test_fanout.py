@@ -250,7 +250,7 @@ def test_invalid_and_unknown_tenant_messages_are_dead_lettered_with_a_reason(wor
     from shared.deadletters import letter_id
 
     letter = get_letter(letter_id(QUEUE_ALERT_TENANT_PULLS, message_id, unknown))
-    assert "not an enabled tenant" in letter.reason and letter.body == unknown
+    assert "is not a tenant" in letter.reason and letter.body == unknown
 
 
 def test_an_idle_tenant_costs_one_request_and_a_settling_alert_arrives_by_follow_up(world, monkeypatch):
