@@ -220,7 +220,10 @@ def run_cycle(
     per: dict[str, dict[str, Any]] = {}
     for row in rows:
         tenant = str(row["PartitionKey"]).removeprefix(f"alerts.{prefix}-")
-        item = per.setdefault(tenant, {"alerts": 0, "requests": 0, "throttled": 0, "end": 0.0, "errors": 0})
+        item = per.setdefault(
+            tenant, {"alerts": 0, "requests": 0, "throttled": 0, "end": 0.0, "errors": 0, "busy_s": 0.0}
+        )
+        item["busy_s"] += float(row["duration_s"])
         item["alerts"] += int(row["alerts_delivered"])
         item["requests"] += int(row["requests"])
         item["throttled"] += int(row["throttled_429"])
@@ -244,6 +247,11 @@ def run_cycle(
         "lag_max_s": round(max(lags), 1) if lags else None,
         "requests_per_tenant_mean": round(statistics.mean(requests), 2) if requests else None,
         "requests_per_tenant_max": busiest,
+        "pull_seconds_per_tenant_mean": round(
+            statistics.mean(per[t]["busy_s"] for t in healthy if t in per), 3
+        )
+        if per
+        else None,
         "rate_limit_floor_s": ((busiest - 1) // LIMIT) * WINDOW_S if busiest else 0.0,
         "throttled_429_client": sum(v["throttled"] for v in per.values()),
         "throttled_429_server": bench.throttled() - throttled_before,
@@ -356,6 +364,10 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     idle = tenants[len(tenants) // 2 :]
     added: dict[str, float] = {}
     seen: dict[str, float] = {}
+    durations: dict[str, list[float]] = {}
+    start_counts: dict[str, int] = {}
+    end_counts: dict[str, int] = {}
+    minutes = 0.0
     stop = threading.Event()
     host: subprocess.Popen[bytes] | None = None
     try:
@@ -421,6 +433,15 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         drain_until = time.time() + 180
         while time.time() < drain_until and not set(added) <= set(seen):
             time.sleep(2)
+        rows = [r for r in health_rows() if float(_epoch(str(r["start"]))) >= started]
+        durations = {
+            kind: [
+                float(r["duration_s"])
+                for r in rows
+                if (r["stopped"] in ("idle", "deferred")) == (kind == "probe")
+            ]
+            for kind in ("probe", "pull")
+        }
     finally:
         stop.set()
         if host is not None:
@@ -446,6 +467,9 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "requests_per_idle_tenant_per_min": round(statistics.mean(idle_rate), 3) if idle_rate else None,
         "requests_per_idle_tenant_per_min_max": round(max(idle_rate), 3) if idle_rate else None,
         "requests_per_active_tenant_per_min": round(statistics.mean(active_rate), 3) if active_rate else None,
+        "runs": {kind: len(values) for kind, values in durations.items()},
+        "run_seconds_mean": {k: round(statistics.mean(v), 3) for k, v in durations.items() if v},
+        "run_seconds_p95": {k: round(pct(v, 0.95), 3) for k, v in durations.items() if v},
     }
 
 
