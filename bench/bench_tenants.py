@@ -307,12 +307,12 @@ def cycle(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         solo = run_cycle(bench, workers=1, tenants=tenants[:1], label="solo", failing={})
         out["solo"] = solo
         print(f"baseline (one tenant alone): {solo['wall_s']} s, {solo['requests_per_tenant_max']} requests")
-        for workers in args.workers:
+        for workers in [] if args.only_failures else args.workers:
             time.sleep(0 if workers == args.workers[0] else 5)
             result = run_cycle(bench, workers=workers, tenants=tenants, label=f"w{workers}-", failing={})
             out["runs"].append(result)
             print(json.dumps(result))
-        if args.failures:
+        if args.failures or args.only_failures:
             bad = tenants[1:6]
             failing = {
                 bad[0]: {"fault": {"error_rate": 1.0, "status": 503, "retry_after": 0}},
@@ -481,7 +481,8 @@ def main() -> int:
     parser.add_argument("--tenants", type=int)
     parser.add_argument("--alerts", type=int, default=1000)
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--failures", action="store_true")
+    parser.add_argument("--failures", action="store_true", help="also a run with 5 failing tenants")
+    parser.add_argument("--only-failures", action="store_true", help="only the run with 5 failing tenants")
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--mean-gap", type=float, default=600.0, help="latency: mean seconds between alerts")
     parser.add_argument("--json", type=Path)

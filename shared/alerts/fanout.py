@@ -13,13 +13,13 @@ Timer (`schedule_due`), every slot (one minute by default):
   checkpoint decides what is delivered, and the pending mark expires after `PENDING_TIMEOUT_S`).
 
 Queue function (`handle_tenant_message`), per message:
-1. probe (one request of one item, shared/alerts/probe.py): is there any alert newer than the checkpoint?
+1. probe (one request of one item, shared/alerts/probe.py): the oldest alert the checkpoint does not cover.
    Nothing: write an `idle` health row and stop - an idle tenant costs one request a minute.
-2. something settled: the normal pull (shared/alerts/pull.py `pull_tenant`: lease, checkpoint, budget, sinks)
-   up to now minus the settle window.
-3. the newest alert is still inside the settle window: queue a follow-up message that becomes visible
-   the moment it settles (a queue message's initial visibility delay), instead of waiting for the next
-   slot. Alert-to-sink latency is then the settle window plus seconds, not settle plus the schedule.
+2. that alert is still inside the settle window: nothing to pull yet; queue a follow-up message that becomes
+   visible the moment it settles (a queue message's initial visibility delay) instead of waiting for the
+   next slot. Alert-to-sink latency is then the settle window plus seconds, not settle plus the schedule.
+3. otherwise the normal pull (shared/alerts/pull.py `pull_tenant`: lease, checkpoint, budget, sinks) up to
+   now minus the settle window, then one more probe for the oldest alert left and its follow-up.
 Errors: a terminal one (bad credential, 403, unknown data) dead-letters the message at once with the reason
 and backs the tenant off; a transient one raises so the host retries the message and finally moves it to
 `mcas-alert-tenant-pulls-poison`, whose handler dead-letters it and backs the tenant off. Either way only
