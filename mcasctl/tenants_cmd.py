@@ -38,7 +38,7 @@ _VALUE_FLAGS = (
     ("--graph-service-sources", "graph_service_sources", "comma list of Graph serviceSource values"),
     ("--graph-scope", "graph_scope", "token scope for Graph"),
     ("--graph-rate-limit-per-minute", "graph_rate_limit_per_minute", "the tenant's Graph budget"),
-    ("--sinks", "sinks", "comma list of queue, blob, webhook (default: MCAS_ALERT_SINKS)"),
+    ("--sinks", "sinks", "comma list of queue, blob, webhook, logs (default: MCAS_ALERT_SINKS)"),
 )
 
 

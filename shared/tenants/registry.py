@@ -118,7 +118,7 @@ def parse_entry_sinks(value: object) -> tuple[str, ...] | None:
         return None
     sinks = parse_sinks(text)
     if not sinks:
-        raise ConfigurationError("sinks", "names no sink: use queue, blob or webhook (or leave it unset)")
+        raise ConfigurationError("sinks", "names no sink: use queue, blob, webhook or logs (or unset it)")
     return sinks
 
 
