@@ -138,7 +138,7 @@ param mcasTenantProfiles string = ''
 ])
 param mcasClientCredentialMode string = ''
 
-@description('MCAS_ALERTS_SCHEDULE: NCRONTAB schedule of the alert pull (six fields, UTC). The timer binding reads it as %MCAS_ALERTS_SCHEDULE%, so the app setting is never left empty. Empty: every 5 minutes.')
+@description('MCAS_ALERTS_SCHEDULE: NCRONTAB schedule of the alert pull (six fields, UTC). The timer binding reads it as %MCAS_ALERTS_SCHEDULE%, so the app setting is never left empty. Empty: every minute (each tenant is probed once a slot; see the fan-out).')
 param mcasAlertsSchedule string = ''
 
 @description('MCAS_ALERT_SINKS: comma list of queue, blob, webhook, logs. Empty: queue, plus logs when logsIngestionEnabled. The pull never advances its checkpoint without a sink, so it is never left empty.')
@@ -292,7 +292,7 @@ var mcasAppSettings = {
   MCAS_TENANT_PROFILES: mcasTenantProfiles
   MCAS_CLIENT_CREDENTIAL_MODE: mcasClientCredentialMode
   MCAS_ALLOW_LOOPBACK: 'false'
-  MCAS_ALERTS_SCHEDULE: empty(mcasAlertsSchedule) ? '0 */5 * * * *' : mcasAlertsSchedule
+  MCAS_ALERTS_SCHEDULE: empty(mcasAlertsSchedule) ? '0 * * * * *' : mcasAlertsSchedule
   MCAS_ALERT_SINKS: !empty(mcasAlertSinks) ? mcasAlertSinks : (logsIngestionEnabled ? 'queue,logs' : 'queue')
   MCAS_ALERT_WEBHOOK_URL: mcasAlertWebhookUrl
   MCAS_FIRST_FETCH_LOOKBACK: mcasFirstFetchLookback

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mcasctl.discovery_cmd",
     "mcasctl.token_cmd",
     "mcasctl.deadletters_cmd",
+    "mcasctl.tenants_cmd",
 )
 
 EXIT_OK = 0

@@ -330,7 +330,7 @@ class Settings:
         vault = read("MCAS_KEY_VAULT_URL")
         key_vault_url = validate_key_vault_url(vault, allow_loopback=allow_loopback) if vault else None
 
-        base = _profile_from_mapping(
+        base = profile_from_mapping(
             {
                 "name": read("MCAS_TENANT_NAME"),
                 "api_url": read("MCAS_API_URL"),
@@ -372,7 +372,7 @@ class Settings:
         )
 
 
-_PROFILE_KEYS = {
+PROFILE_KEYS = {
     "name": "TENANT_NAME",
     "api_url": "API_URL",
     "tenant_id": "TENANT_ID",
@@ -390,7 +390,7 @@ _PROFILE_KEYS = {
 }
 
 
-def _profile_from_mapping(
+def profile_from_mapping(
     raw: Mapping[str, object],
     *,
     setting_prefix: str,
@@ -398,8 +398,10 @@ def _profile_from_mapping(
     extra_suffixes: tuple[str, ...] = (),
     required: bool = True,
 ) -> TenantProfile | None:
+    """Validate one tenant profile; errors name `<setting_prefix><KEY>` (e.g. MCAS_API_URL)."""
+
     def setting(key: str) -> str:
-        return f"{setting_prefix}{_PROFILE_KEYS[key]}"
+        return f"{setting_prefix}{PROFILE_KEYS[key]}"
 
     def text(key: str) -> str:
         value = raw.get(key)
@@ -480,11 +482,11 @@ def _tenant_profiles(
         raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
     profiles: list[TenantProfile] = []
     for index, item in enumerate(items):
-        inherited = {k: getattr(base, k) for k in _PROFILE_KEYS if base is not None and k != "name"}
-        unknown = set(item) - set(_PROFILE_KEYS)
+        inherited = {k: getattr(base, k) for k in PROFILE_KEYS if base is not None and k != "name"}
+        unknown = set(item) - set(PROFILE_KEYS)
         if unknown:
             raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
-        profile = _profile_from_mapping(
+        profile = profile_from_mapping(
             {**inherited, **item},
             setting_prefix=f"MCAS_TENANT_PROFILES[{index}].",
             allow_loopback=allow_loopback,

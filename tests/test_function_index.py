@@ -55,6 +55,8 @@ EXPECTED: dict[str, Http | Queue | Timer] = {
     "alerts_pull_timer": Timer(schedule="%MCAS_ALERTS_SCHEDULE%"),
     "alerts_pull_job": Queue(queue="mcas-alert-pull-jobs"),
     "alerts_pull_job_poison": Queue(queue="mcas-alert-pull-jobs-poison"),
+    "alerts_tenant_pull": Queue(queue="mcas-alert-tenant-pulls"),
+    "alerts_tenant_pull_poison": Queue(queue="mcas-alert-tenant-pulls-poison"),
     # functions/jobs.py
     "jobs_submit": Http(route="jobs", methods=("POST",), auth_level="function"),
     "jobs_status": Http(route="jobs/{job_id}", methods=("GET",), auth_level="function"),

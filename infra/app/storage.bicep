@@ -33,6 +33,7 @@ var discoveryLogsContainer = 'mcas-discovery-logs'
 var queueNames = [
   discoveryJobsQueue
   'mcas-alert-pull-jobs'
+  'mcas-alert-tenant-pulls'
   'mcas-jobs'
   'mcas-alerts'
 ]
@@ -44,6 +45,8 @@ var tableNames = [
   'mcasDeadLetters'
   'mcasJobs'
   'mcasHealth'
+  'mcasTenants'
+  'mcasFanout'
 ]
 
 var containerNames = [

@@ -63,6 +63,7 @@ _FIELDS = frozenset(
         "body",
         "fields",
         "body_bytes",
+        "tenant",
     }
 )
 
@@ -90,6 +91,7 @@ class FaultRule:
     - body: rewrite the service's answer instead of failing the request (one of BODY_MODES; MDA API only).
     - fields: for missing_fields / wrong_types, the keys to change (default: every top-level key).
     - body_bytes: for huge, the size of the rewritten body.
+    - tenant: only requests to this MDA tenant's port match (one tenant's outage among many).
     """
 
     service: str = "all"
@@ -105,6 +107,7 @@ class FaultRule:
     body: str | None = None
     fields: tuple[str, ...] | None = None
     body_bytes: int = DEFAULT_HUGE_BYTES
+    tenant: str = ""
     keep_status: bool = True  # body rules: keep the service's status unless the spec named one
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     fired: int = 0
@@ -139,6 +142,7 @@ class FaultRule:
                 fields=_field_names(spec.get("fields")),
                 body_bytes=DEFAULT_HUGE_BYTES if spec.get("body_bytes") is None else int(spec["body_bytes"]),
                 keep_status=spec.get("status") is None,
+                tenant=str(spec.get("tenant") or ""),
             )
         except (TypeError, ValueError) as exc:
             raise FaultSpecError(f"invalid fault field value: {exc}") from None
@@ -158,7 +162,9 @@ class FaultRule:
             raise FaultSpecError("latency_ms, throttle_burst, retry_after and count must not be negative")
         return rule
 
-    def matches(self, service: str, path: str) -> bool:
+    def matches(self, service: str, path: str, listener: str = "") -> bool:
+        if self.tenant and listener != f"mda:{self.tenant}":
+            return False
         return (self.service in ("all", service)) and path.startswith(self.path_prefix)
 
     @property
@@ -322,7 +328,9 @@ class FaultInjector:
         kind = ""
         with self._lock:
             for rule in self._rules:
-                if rule.body is not None or rule.exhausted or not rule.matches(service, req.path):
+                if rule.body is not None or rule.exhausted:
+                    continue
+                if not rule.matches(service, req.path, req.listener):
                     continue
                 if rule.latency_ms:
                     rule._latency_acc += rule.latency_rate
@@ -361,7 +369,7 @@ class FaultInjector:
         chosen: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
-                if rule.body is None or rule.exhausted or not rule.matches(service, req.path):
+                if rule.body is None or rule.exhausted or not rule.matches(service, req.path, req.listener):
                     continue
                 rate = rule.error_rate or 1.0
                 rule._error_acc += rate

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -146,11 +147,13 @@ class MdaService:
         self._default_throttle = (rate_limit, float(rate_window_s))
         self._injected_429 = 0
         self.alerts = AlertStore(clock=clock)
-        self.discovery = DiscoveryService(tenant_name=name, api_url=self.api_url, clock=clock)
+        self._discovery: DiscoveryService | None = None
         self._seed = zlib.crc32(name.encode())
-        self._factory = self._new_factory(self._seed)
-        if seed_alerts:
-            self._seed_alerts({"count": seed_alerts})
+        self._factory_obj: AlertFactory | None = None  # built on first use, like the seed below
+        # Seeded on first use, not at start: a simulator serving hundreds of tenants starts at once and
+        # only pays for the tenants a run touches.
+        self._pending_seed = seed_alerts
+        self._seed_lock = threading.RLock()
 
     # -- entry points ----------------------------------------------------------------------------------------
 
@@ -186,7 +189,37 @@ class MdaService:
         if self._counters is not None:
             self._counters.hit(service, endpoint)
 
+    @property
+    def discovery(self) -> DiscoveryService:
+        """Built on first use: most tenants of a many-tenant run never upload anything."""
+        if self._discovery is None:
+            with self._seed_lock:
+                if self._discovery is None:
+                    self._discovery = DiscoveryService(
+                        tenant_name=self.name, api_url=self.api_url, clock=self._clock
+                    )
+        return self._discovery
+
+    @property
+    def _factory(self) -> AlertFactory:
+        if self._factory_obj is None:
+            self._factory_obj = self._new_factory(self._seed)
+        return self._factory_obj
+
+    @_factory.setter
+    def _factory(self, factory: AlertFactory) -> None:
+        self._factory_obj = factory
+
+    def _ensure_seeded(self) -> None:
+        if not self._pending_seed:
+            return
+        with self._seed_lock:
+            count, self._pending_seed = self._pending_seed, 0
+            if count:
+                self._seed_alerts({"count": count})
+
     def _handle_api(self, req: SimRequest) -> SimResponse:
+        self._ensure_seeded()
         method = req.method.upper()
         route_or_error = self._route(method, req.path)
         endpoint = route_or_error.endpoint if isinstance(route_or_error, Route) else f"{method} <unknown>"
@@ -414,6 +447,7 @@ class MdaService:
 
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         """/_admin/mda/{tenant}/{subpath} — see the module docstring for the subpaths."""
+        self._ensure_seeded()
         method = req.method.upper()
         key = (method, subpath.strip("/"))
         try:

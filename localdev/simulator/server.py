@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import json
 import os
+import selectors
 import socket
 import ssl
 import struct
@@ -240,6 +241,31 @@ class Listener:
     server: _Server
     thread: threading.Thread
     url: str
+    shared_loop: bool = False  # accepted by the MDA tenants' one accept loop, not its own thread
+
+
+class _AcceptLoop:
+    """One thread accepting on every MDA tenant's port, so hundreds of tenants cost one idle thread, not
+    hundreds (each connection is still served in its own thread, TLS handshake included)."""
+
+    def __init__(self) -> None:
+        self.servers: list[_Server] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sim-mda-accept", daemon=True)
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for server in self.servers:
+                selector.register(server, selectors.EVENT_READ, server)
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.2):
+                    server = key.data
+                    server._handle_request_noblock()  # serve_forever's own step, for many sockets
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
 
 
 def _load_mda_class() -> Callable[..., MdaServiceLike] | None:
@@ -270,6 +296,7 @@ class Simulator:
         self.pki_dir = pki_dir or state_dir / "pki"
         self.verbose = verbose
         self.listeners: list[Listener] = []
+        self._mda_loop = _AcceptLoop()
         self.world: World | None = None
         self.pki: TestPki | None = None
 
@@ -323,13 +350,16 @@ class Simulator:
                 server.dispatch = service.handle
                 if hasattr(service, "wants_stream") and hasattr(service, "handle_stream"):
                     server.streaming = service  # type: ignore[assignment]
-                self._add(server, api_url)
+                self._add_shared(server, api_url)
                 self._add_graph(world, tenant, service, context)
         elif self.options.mda_tenants:
             print("simulator: localdev.simulator.mda not available; no MDA listeners", file=sys.stderr)
 
         for listener in self.listeners:
-            listener.thread.start()
+            if not listener.shared_loop:
+                listener.thread.start()
+        if self._mda_loop.servers:
+            self._mda_loop.thread.start()
         info = self.describe()
         tmp = state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(info, indent=2))
@@ -356,16 +386,19 @@ class Simulator:
         world.graph[tenant] = service
         world.directory.aliases[graph_url] = GRAPH_RESOURCE
         server.dispatch = service.handle
-        self._add(server, graph_url)
+        self._add_shared(server, graph_url)
 
     def stop(self) -> None:
-        stoppers = [threading.Thread(target=x.server.shutdown, daemon=True) for x in self.listeners]
+        self._mda_loop.stop()
+        own = [x for x in self.listeners if not x.shared_loop]
+        stoppers = [threading.Thread(target=x.server.shutdown, daemon=True) for x in own]
         for stopper in stoppers:  # in parallel: each waits up to one poll interval
             stopper.start()
         for stopper in stoppers:
             stopper.join(timeout=5)
         for listener in self.listeners:
             listener.server.server_close()
+        for listener in own:
             listener.thread.join(timeout=5)
         self.listeners.clear()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -375,6 +408,11 @@ class Simulator:
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"sim-{server.name}", daemon=True
         )
         self.listeners.append(Listener(server.name, server, thread, url))
+
+    def _add_shared(self, server: _Server, url: str) -> None:
+        """Per-tenant listeners (MDA, Graph) share one accept loop, so hundreds of tenants stay cheap."""
+        self._mda_loop.servers.append(server)
+        self.listeners.append(Listener(server.name, server, self._mda_loop.thread, url, True))
 
     def url(self, name: str) -> str:
         return next(x.url for x in self.listeners if x.name == name)

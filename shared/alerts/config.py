@@ -2,7 +2,7 @@
 
 | Setting | Default | Meaning |
 |---|---|---|
-| MCAS_ALERTS_SCHEDULE | `0 */5 * * * *` | timer schedule (read by the binding as `%MCAS_ALERTS_SCHEDULE%`) |
+| MCAS_ALERTS_SCHEDULE | `0 * * * * *` | timer schedule (read by the binding as `%MCAS_ALERTS_SCHEDULE%`) |
 | MCAS_ALERT_SINKS | (none) | comma list of `queue`, `blob`, `webhook`, `logs` |
 | MCAS_ALERT_WEBHOOK_URL | - | https URL for the `webhook` sink (loopback only with MCAS_ALLOW_LOOPBACK) |
 | MCAS_ALERT_WEBHOOK_SECRET_NAME | `mcas-alert-webhook-secret` | Key Vault secret with the `whsec_` key |
@@ -31,7 +31,7 @@ from shared.errors import ConfigurationError
 from shared.settings import Settings, get_settings, is_loopback_host
 
 SINK_NAMES = ("queue", "blob", "webhook", "logs")
-DEFAULT_SCHEDULE = "0 */5 * * * *"
+DEFAULT_SCHEDULE = "0 * * * * *"
 DEFAULT_WEBHOOK_SECRET_NAME = "mcas-alert-webhook-secret"  # noqa: S105 - a name, not a secret
 DEFAULT_LOGS_STREAM = "Custom-MDAAlerts_CL"
 DEFAULT_LOGS_SCOPE = "https://monitor.azure.com/.default"

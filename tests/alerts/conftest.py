@@ -20,6 +20,7 @@ def alerts_env(
         "MCAS_ALERTS_SETTLE_SECONDS": "0",
         "MCAS_RATE_LIMIT_WINDOW_SECONDS": "2",
         "MCAS_ALERTS_SCHEDULE": "0 */5 * * * *",
+        "MCAS_ALERTS_FANOUT": "false",  # these tests pull in the timer itself (test_fanout.py fans out)
         "MCAS_ALERT_SINKS": "blob",
         "MCAS_ALERTS_LEASE_SECONDS": "30",
     }

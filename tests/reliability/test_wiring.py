@@ -45,6 +45,7 @@ def tenant(app_env: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyPa
         "MCAS_ALERTS_SETTLE_SECONDS": "0",
         "MCAS_FIRST_FETCH_LOOKBACK": "3d",
         "MCAS_ALERTS_SCHEDULE": "0 */5 * * * *",
+        "MCAS_ALERTS_FANOUT": "false",  # the timer pulls in-process here
         "MCAS_RATE_LIMIT_WINDOW_SECONDS": "2",
     }.items():
         monkeypatch.setenv(key, value)
