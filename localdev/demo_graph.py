@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from shared.errors import McasError
+from shared.jobs.signature import status_payload
 from shared.standard_webhooks import secret_key, signed_headers
 
 DAY_MS = 86_400_000
@@ -76,8 +77,12 @@ def step_graph(ctx: Any) -> str:
         if submitted.status_code != 202:
             raise McasError(f"POST /api/jobs answered {submitted.status_code}: {submitted.text[:200]}")
         ctx.host.drain_queues()
-        status_headers = signed_headers(secret_key(webhook_secret), f"msg_{uuid.uuid4().hex}", b"")
-        status = ctx.get(f"jobs/{submitted.json()['jobId']}", headers=status_headers).json()
+        job_id = submitted.json()["jobId"]
+        # Status reads are signed over the request itself (`GET\n/api/jobs/{id}\n`).
+        status_headers = signed_headers(
+            secret_key(webhook_secret), f"msg_{uuid.uuid4().hex}", status_payload(job_id)
+        )
+        status = ctx.get(f"jobs/{job_id}", headers=status_headers).json()
         if status.get("status") != "succeeded":
             raise McasError(f"the Graph close job ended {status.get('status')}: {status.get('error')}")
         second, _ = _pull()
