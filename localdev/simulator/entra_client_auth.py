@@ -18,7 +18,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from localdev.simulator.directory import App, Directory
-from localdev.simulator.entra_errors import EntraError, client_auth_error, missing, no_client_credential
+from localdev.simulator.entra_errors import (
+    EntraError,
+    client_auth_error,
+    missing,
+    no_client_credential,
+    unknown_client,
+)
 from localdev.simulator.tokens import TokenIssuer, audience_matches
 from localdev.simulator.wire import InvalidToken, SimRequest
 
@@ -70,14 +76,12 @@ class ClientAuthenticator:
         with directory.lock:
             app = directory.app(client_id)
             if app is None:
-                raise EntraError(
-                    400,
-                    "unauthorized_client",
-                    700016,
-                    f"Application with identifier '{client_id}' was not found in the directory "
-                    f"'{directory.domain}'. This can happen if the application has not been installed by "
-                    "the administrator of the tenant or consented to by any user in the tenant. You may have "
-                    "sent your authentication request to the wrong tenant.",
+                raise unknown_client(
+                    client_id,
+                    directory.domain,
+                    " This can happen if the application has not been installed by the administrator of the "
+                    "tenant or consented to by any user in the tenant. You may have sent your authentication "
+                    "request to the wrong tenant.",
                 )
             assertion = form.get("client_assertion")
             if assertion is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from localdev.simulator.directory import Directory
 from localdev.simulator.entra_client_auth import ClientAuthenticator
-from localdev.simulator.entra_errors import EntraError, missing, unknown_user
+from localdev.simulator.entra_errors import EntraError, missing, unknown_client, unknown_user
 from localdev.simulator.entra_grants import Grants
 from localdev.simulator.entra_scopes import delegated_scopes, parse_scope
 from localdev.simulator.wire import SimRequest, SimResponse
@@ -78,13 +78,7 @@ class DeviceCodes:
             raise missing("client_id")
         app = directory.app(client_id)
         if app is None:
-            raise EntraError(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{directory.domain}'.",
-            )
+            raise unknown_client(client_id, directory.domain)
         scope = form.get("scope", "")
         parsed = parse_scope(directory, scope)
         delegated_scopes(app, parsed)  # fail early on unknown or unconsented scopes

@@ -63,6 +63,15 @@ def unknown_tenant(name: str) -> EntraError:
     )
 
 
+def unknown_client(client_id: str, domain: str, hint: str = "") -> EntraError:
+    return EntraError(
+        400,
+        "unauthorized_client",
+        700016,
+        f"Application with identifier '{client_id}' was not found in the directory '{domain}'.{hint}",
+    )
+
+
 def invalid_scope(description: str, code: int = 70011) -> EntraError:
     return EntraError(400, "invalid_scope", code, description)
 
