@@ -62,9 +62,9 @@ class EntraService:
         self.clients = ClientAuthenticator(self.authority, issuer, clock)
         self.grants = Grants(issuer, counters, self.clients)
         self.device_codes = DeviceCodes(
-            self.directories,
-            self.clients,
-            self.grants,
+            directories=self.directories,
+            clients=self.clients,
+            grants=self.grants,
             interval=device_code_interval,
             lifetime=device_code_lifetime,
             clock=clock,

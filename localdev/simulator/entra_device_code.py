@@ -11,12 +11,12 @@ import secrets
 import string
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from localdev.simulator.directory import Directory
 from localdev.simulator.entra_client_auth import ClientAuthenticator
-from localdev.simulator.entra_errors import EntraError, missing, unknown_client, unknown_user
+from localdev.simulator.entra_errors import EntraError, invalid_grant, missing, unknown_client, unknown_user
 from localdev.simulator.entra_grants import Grants
 from localdev.simulator.entra_scopes import delegated_scopes, parse_scope
 from localdev.simulator.wire import SimRequest, SimResponse
@@ -48,27 +48,18 @@ class DeviceFlow:
         }
 
 
+@dataclass
 class DeviceCodes:
     """Pending device flows of every directory; `redeem` is the token endpoint's device-code grant."""
 
-    def __init__(
-        self,
-        directories: dict[str, Directory],
-        clients: ClientAuthenticator,
-        grants: Grants,
-        *,
-        interval: int,
-        lifetime: int,
-        clock: Callable[[], float],
-    ) -> None:
-        self.directories = directories
-        self.clients = clients
-        self.grants = grants
-        self.interval = interval
-        self.lifetime = lifetime
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._flows: dict[str, DeviceFlow] = {}  # device code -> flow
+    directories: dict[str, Directory]
+    clients: ClientAuthenticator
+    grants: Grants
+    interval: int
+    lifetime: int
+    clock: Callable[[], float]
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _flows: dict[str, DeviceFlow] = field(default_factory=dict, init=False, repr=False)  # device code -> flow
 
     def start(self, req: SimRequest, directory: Directory) -> SimResponse:
         """The `devicecode` endpoint: a new flow, refused at once for unknown clients or scopes."""
@@ -91,7 +82,7 @@ class DeviceCodes:
             app.client_id,
             directory.tenant_id,
             scope,
-            self._clock() + self.lifetime,
+            self.clock() + self.lifetime,
             self.interval,
         )
         with self._lock:
@@ -119,13 +110,11 @@ class DeviceCodes:
         code = form.get("device_code") or form.get("code")
         if not code:
             raise missing("device_code")
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             flow = self._flows.get(code)
             if flow is None or flow.client_id != app.client_id:
-                raise EntraError(
-                    400, "invalid_grant", 70000, "The provided value for the 'device_code' is not valid."
-                )
+                raise invalid_grant(70000, "The provided value for the 'device_code' is not valid.")
             if now > flow.expires_at:
                 del self._flows[code]
                 raise EntraError(
@@ -164,7 +153,7 @@ class DeviceCodes:
         )
 
     def pending(self) -> list[dict[str, Any]]:
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             return [f.public(now) for f in self._flows.values() if f.expires_at >= now]
 
@@ -195,4 +184,4 @@ class DeviceCodes:
     def expire(self, user_code: str) -> None:
         flow = self._flow_by_user_code(user_code)
         with self._lock:
-            flow.expires_at = self._clock() - 1
+            flow.expires_at = self.clock() - 1

@@ -84,5 +84,9 @@ def no_client_credential() -> EntraError:
     return client_auth_error(7000218, NO_CREDENTIAL)
 
 
+def invalid_grant(code: int, description: str, **extra: Any) -> EntraError:
+    return EntraError(400, "invalid_grant", code, description, **extra)
+
+
 def unknown_user() -> EntraError:
-    return EntraError(400, "invalid_grant", 50034, "The user account does not exist in the directory.")
+    return invalid_grant(50034, "The user account does not exist in the directory.")

@@ -17,7 +17,7 @@ from typing import Any
 from localdev.simulator.counters import Counters
 from localdev.simulator.directory import GRAPH_RESOURCE, App, Directory, User
 from localdev.simulator.entra_client_auth import ClientAuthenticator
-from localdev.simulator.entra_errors import EntraError, invalid_scope, missing, unknown_user
+from localdev.simulator.entra_errors import invalid_grant, invalid_scope, missing, unknown_user
 from localdev.simulator.entra_scopes import ScopeRequest, delegated_scopes, parse_scope
 from localdev.simulator.tokens import TokenIssuer, audience_matches
 from localdev.simulator.wire import InvalidToken, SimRequest
@@ -160,24 +160,18 @@ class Grants:
         parsed = parse_scope(directory, form.get("scope", ""))
         user = directory.users.get(username.lower())
         if user is None:
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 50034,
                 f"The user account {{EUII Hidden}} does not exist in the {directory.tenant_id} directory. "
                 "To sign into this application, the account must be added to the directory.",
             )
         if not secrets.compare_digest(user.password.encode(), password.encode()):
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 50126,
                 "Error validating credentials due to invalid username or password.",
             )
         if user.mfa_required:
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 50076,
                 "Due to a configuration change made by your administrator, or because you moved to a new "
                 "location, you must use multi-factor authentication to access "
@@ -202,24 +196,18 @@ class Grants:
             claims = self.issuer.decode(assertion)
         except InvalidToken as exc:
             if "expired" in str(exc):
-                raise EntraError(
-                    400,
-                    "invalid_grant",
+                raise invalid_grant(
                     500133,
                     "Assertion is not within its valid time range. Ensure that the access token is not "
                     "expired "
                     "before using it for user assertion, or request a new token.",
                 ) from None
-            raise EntraError(400, "invalid_grant", 50013, "Assertion failed signature validation.") from None
+            raise invalid_grant(50013, "Assertion failed signature validation.") from None
         if self.issuer.is_revoked(str(claims.get("jti", ""))):
-            raise EntraError(
-                400, "invalid_grant", 50013, "Assertion failed signature validation. [Reason - revoked]"
-            )
+            raise invalid_grant(50013, "Assertion failed signature validation. [Reason - revoked]")
         accepted = {app.client_id} | ({app.app_id_uri} if app.app_id_uri else set())
         if not any(audience_matches(claims.get("aud"), a) for a in accepted):
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 500131,
                 f"Assertion audience does not match the Client app presenting the assertion. The audience in "
                 f"the assertion was '{claims.get('aud')}' and the expected audience is '{app.client_id}' or "
@@ -227,9 +215,7 @@ class Grants:
             )
         user = directory.user(str(claims.get("oid", ""))) if claims.get("idtyp") == "user" else None
         if user is None:
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 50013,
                 "Assertion failed signature validation. [Reason - the assertion is not a user token.]",
             )
@@ -248,9 +234,7 @@ class Grants:
         with self._lock:
             grant = self._refresh.get(token)
         if grant is None or grant.revoked or grant.client_id != app.client_id:
-            raise EntraError(
-                400,
-                "invalid_grant",
+            raise invalid_grant(
                 70000,
                 "The provided value for the 'refresh_token' is not valid or has been revoked.",
             )
