@@ -25,6 +25,29 @@ RESOLUTION_STATUS: dict[int, str] = {
     5: "true_positive",
 }
 STATUS: dict[int, str] = {0: "unread", 1: "read", 2: "archived"}
+# The same tables by name, for filters and jobs that name values (`{"low": 0, ...}`).
+SEVERITY_BY_NAME: dict[str, int] = {name: value for value, name in SEVERITY.items()}
+RESOLUTION_STATUS_BY_NAME: dict[str, int] = {name: value for value, name in RESOLUTION_STATUS.items()}
+
+CloseKind = Literal["benign", "false_positive", "true_positive"]
+CLOSE_KINDS: tuple[CloseKind, ...] = ("benign", "false_positive", "true_positive")
+# The reasonId values each close endpoint documents (https://learn.microsoft.com/defender-cloud-apps/api-alerts);
+# a true-positive close takes none.
+CLOSE_REASONS: dict[str, dict[int, str]] = {
+    "benign": {
+        2: "Actual severity is lower",
+        4: "Other",
+        5: "Confirmed with end user",
+        6: "Triggered by test",
+    },
+    "false_positive": {
+        0: "Not of interest",
+        1: "Too many similar alerts",
+        3: "Alert is not accurate",
+        4: "Other",
+    },
+    "true_positive": {},
+}
 STORIES: dict[int, str] = {
     0: "threat_detection",
     1: "privileged_account_monitoring",

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.alerts import model as alert_model
 from shared.discovery.jobs import StorageAccount, parse_blob_ref, validate_stream
 from shared.discovery.sources import validate_source
 from shared.errors import ValidationError
@@ -78,33 +79,11 @@ MDA_CLOSE_BY_CLASSIFICATION: dict[str, str] = {
     "informationalExpectedActivity": "benign",
 }
 
-CLOSE_KINDS: tuple[str, ...] = ("benign", "false_positive", "true_positive")
-# Documented reasonId values per close endpoint
-# (https://learn.microsoft.com/defender-cloud-apps/api-alerts). True positive takes none.
-CLOSE_REASONS: dict[str, dict[int, str]] = {
-    "benign": {
-        2: "Actual severity is lower",
-        4: "Other",
-        5: "Confirmed with end user",
-        6: "Triggered by test",
-    },
-    "false_positive": {
-        0: "Not of interest",
-        1: "Too many similar alerts",
-        3: "Alert is not accurate",
-        4: "Other",
-    },
-    "true_positive": {},
-}
-SEVERITIES: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "informational": 3}
-RESOLUTION_STATUSES: dict[str, int] = {
-    "open": 0,
-    "dismissed": 1,
-    "resolved": 2,
-    "false_positive": 3,
-    "benign": 4,
-    "true_positive": 5,
-}
+# The alert model owns the enums and close reasons; the jobs API names values by these tables.
+CLOSE_KINDS: tuple[str, ...] = alert_model.CLOSE_KINDS
+CLOSE_REASONS: Mapping[str, Mapping[int, str]] = alert_model.CLOSE_REASONS
+SEVERITIES: Mapping[str, int] = alert_model.SEVERITY_BY_NAME
+RESOLUTION_STATUSES: Mapping[str, int] = alert_model.RESOLUTION_STATUS_BY_NAME
 
 MAX_UPDATE_IDS = 100  # Graph updates one alert per call
 MAX_IDS = 500  # close: bulk calls of 100; also keeps a job's spec well inside one 64 KiB Table property

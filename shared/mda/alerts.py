@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.alerts.model import CLOSE_KINDS, CLOSE_REASONS, CloseKind
 from shared.errors import ValidationError
 from shared.mda.client import MdaClient, RequestStats
 from shared.mda.errors import ApiError, MalformedResponseError, is_ambiguous
@@ -32,14 +33,6 @@ PAGE_LIMIT = 100  # the API's maximum page size
 MAX_SKIP = 5000  # beyond this, the API does not page reliably by `skip`: page by time instead
 CLOSE_CHUNK = 100  # bulk endpoints take at most 100 ids per call
 
-CloseKind = Literal["benign", "false_positive", "true_positive"]
-CLOSE_KINDS: tuple[CloseKind, ...] = ("benign", "false_positive", "true_positive")
-# Documented reasonId values per endpoint; true positive takes none.
-CLOSE_REASONS: dict[CloseKind, frozenset[int] | None] = {
-    "benign": frozenset({2, 4, 5, 6}),
-    "false_positive": frozenset({0, 1, 3, 4}),
-    "true_positive": None,
-}
 OPEN = 0
 # resolutionStatusValue an alert has after each close call: 3 false positive, 4 benign, 5 true positive.
 RESOLUTION_AFTER_CLOSE: dict[CloseKind, int] = {"benign": 4, "false_positive": 3, "true_positive": 5}
@@ -227,10 +220,10 @@ class AlertsApi:
         """
         if kind not in CLOSE_KINDS:
             raise ValidationError(f"close kind must be one of {', '.join(CLOSE_KINDS)}, got {kind!r}")
-        allowed = CLOSE_REASONS[kind]
-        if allowed is None and reason_id is not None:
+        allowed = CLOSE_REASONS[kind]  # empty: the endpoint takes no reason (true positive)
+        if not allowed and reason_id is not None:
             raise ValidationError("a true-positive close takes no reason id")
-        if allowed is not None and reason_id is not None and reason_id not in allowed:
+        if allowed and reason_id is not None and reason_id not in allowed:
             raise ValidationError(f"reason id for {kind} must be one of {sorted(allowed)}, got {reason_id}")
         if allow_contact and not contact_email:
             raise ValidationError("allow_contact needs a contact_email")

@@ -68,6 +68,39 @@ _SECONDS_IN_MESSAGE = re.compile(r"(\d+(?:\.\d+)?)\s*seconds?", re.IGNORECASE)
 _CORRELATION_HEADERS = ("x-ms-correlation-id", "x-correlation-id", "x-ms-request-id", "request-id")
 
 
+@dataclass(frozen=True)
+class _Send:
+    """What one request sends on every attempt."""
+
+    method: str
+    path: str
+    json: Any
+    params: dict[str, str] | None
+    data: dict[str, str] | None
+    idempotent: bool
+    timeout: float | None
+    deadline: float | None  # on the client's clock
+    stats: RequestStats | None
+
+
+@dataclass
+class _Tries:
+    """What the retry decision remembers across the attempts of one request."""
+
+    attempt: int = 0
+    throttles: int = 0
+    reauthorized: bool = False
+
+
+class _SendFailed(Exception):
+    """A transport failure (no HTTP answer) of one attempt, as the API error it becomes."""
+
+    def __init__(self, error: ApiError, *, retryable: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retryable = retryable
+
+
 class HttpSession(Protocol):
     """What the client needs from `requests.Session` (tests pass a scripted stand-in)."""
 
@@ -170,47 +203,28 @@ class MdaClient:
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
         method = method.upper()
-        url = f"{self.base_url}{path}"
-        attempt = 0
-        throttles = 0
-        reauthorized = False
+        send = _Send(
+            method,
+            path,
+            json,
+            dict(params) if params else None,
+            dict(data) if data else None,
+            idempotent,
+            timeout,
+            deadline,
+            stats,
+        )
+        tries = _Tries()
         while True:
-            remaining = self._remaining(deadline, method, path)
-            authorization = self._credential.authorization_header()
-            self._acquire_slot(remaining, method, path, stats)
-            remaining = self._remaining(deadline, method, path)
-            call_timeout = timeout or self._timeout
-            if remaining is not None:
-                call_timeout = min(call_timeout, remaining)
-            self._count(stats, requests=1)
-            started = self._clock()
-            limit = self._max_response_bytes or MAX_RESPONSE_BYTES  # read per call: tests may lower it
             try:
-                response = self._http().request(
-                    method,
-                    url,
-                    json=json,
-                    params=dict(params) if params else None,
-                    data=dict(data) if data else None,
-                    headers={"Authorization": authorization, "Accept": "application/json"},
-                    timeout=call_timeout,
-                    allow_redirects=False,
-                    stream=True,  # read below, under the size cap
-                )
-                body = _read_body(response, limit)
-            except Exception as exc:
-                error = self._transport_error(exc, method, path, host=self._host)
-                if error is None:
-                    raise
-                retryable = not _is_tls_failure(exc)  # a certificate problem does not fix itself
-                if retryable and idempotent and attempt + 1 < self._retry.max_attempts:
-                    attempt += 1
-                    self._backoff(attempt, deadline, error, stats)
+                response, body, limit = self._send_once(send)
+            except _SendFailed as failed:
+                if failed.retryable and idempotent and tries.attempt + 1 < self._retry.max_attempts:
+                    tries.attempt += 1
+                    self._backoff(tries.attempt, deadline, failed.error, stats)
                     continue
-                raise error from exc
-            elapsed_ms = (self._clock() - started) * 1000
+                raise failed.error from failed.__cause__
             status = response.status_code
-            log.debug("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
             if 200 <= status < 300:
                 if body is None:
                     raise MalformedResponseError(
@@ -221,30 +235,73 @@ class MdaClient:
                     )
                 return _parse_body(response, body, method, path)
             error = _error_from(response, body, method, path)
-            if status == 401 and not reauthorized:
-                # The cached token may be revoked or expired early: fetch a fresh one, once.
-                log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
-                self._credential.invalidate()
-                reauthorized = True
-                continue
-            if status == 429:
-                # A 429 was refused before processing, so even non-idempotent calls may repeat it.
-                throttles += 1
-                self._count(stats, throttled=1)
-                if throttles > self._retry.max_throttle_retries:
-                    raise error
-                told = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_WAIT_S
-                wait = Backoff(rng=self._rng).wait_for(attempt, told, told_jitter=self._retry.throttle_jitter)
-                log.warning("%s %s throttled (429); waiting %.1f s as told", method, path, wait)
-                self._limiter.penalize(wait)
-                self._sleep_within(wait, deadline, error)
-                self._count(stats, throttle_wait_s=wait)
-                continue
-            if status >= 500 and idempotent and attempt + 1 < self._retry.max_attempts:
-                attempt += 1
-                self._backoff(attempt, deadline, error, stats)
-                continue
-            raise error
+            self._decide_next(send, status, error, tries)
+
+    def _send_once(self, send: _Send) -> tuple[Any, bytes | None, int]:
+        """One attempt within the deadline and the tenant's budget: (response, body or None if over the size
+        cap, the cap). A transport failure the API client knows is raised as `_SendFailed`."""
+        method, path, deadline, stats = send.method, send.path, send.deadline, send.stats
+        remaining = self._remaining(deadline, method, path)
+        authorization = self._credential.authorization_header()
+        self._acquire_slot(remaining, method, path, stats)
+        remaining = self._remaining(deadline, method, path)
+        call_timeout = send.timeout or self._timeout
+        if remaining is not None:
+            call_timeout = min(call_timeout, remaining)
+        self._count(stats, requests=1)
+        started = self._clock()
+        limit = self._max_response_bytes or MAX_RESPONSE_BYTES  # read per call: tests may lower it
+        try:
+            response = self._http().request(
+                method,
+                f"{self.base_url}{path}",
+                json=send.json,
+                params=send.params,
+                data=send.data,
+                headers={"Authorization": authorization, "Accept": "application/json"},
+                timeout=call_timeout,
+                allow_redirects=False,
+                stream=True,  # read below, under the size cap
+            )
+            body = _read_body(response, limit)
+        except Exception as exc:
+            error = self._transport_error(exc, method, path, host=self._host)
+            if error is None:
+                raise
+            # A certificate problem does not fix itself.
+            raise _SendFailed(error, retryable=not _is_tls_failure(exc)) from exc
+        elapsed_ms = (self._clock() - started) * 1000
+        log.debug("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
+        return response, body, limit
+
+    def _decide_next(self, send: _Send, status: int, error: ApiError, tries: _Tries) -> None:
+        """After an error answer: return once ready to send again (waited or re-authorised), or raise."""
+        method, path, deadline, stats = send.method, send.path, send.deadline, send.stats
+        if status == 401 and not tries.reauthorized:
+            # The cached token may be revoked or expired early: fetch a fresh one, once.
+            log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
+            self._credential.invalidate()
+            tries.reauthorized = True
+            return
+        if status == 429:
+            # A 429 was refused before processing, so even non-idempotent calls may repeat it.
+            tries.throttles += 1
+            self._count(stats, throttled=1)
+            if tries.throttles > self._retry.max_throttle_retries:
+                raise error
+            told = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_WAIT_S
+            jitter = self._retry.throttle_jitter
+            wait = Backoff(rng=self._rng).wait_for(tries.attempt, told, told_jitter=jitter)
+            log.warning("%s %s throttled (429); waiting %.1f s as told", method, path, wait)
+            self._limiter.penalize(wait)
+            self._sleep_within(wait, deadline, error)
+            self._count(stats, throttle_wait_s=wait)
+            return
+        if status >= 500 and send.idempotent and tries.attempt + 1 < self._retry.max_attempts:
+            tries.attempt += 1
+            self._backoff(tries.attempt, deadline, error, stats)
+            return
+        raise error
 
     # -- policy helpers ----------------------------------------------------------------------------------
 
