@@ -34,10 +34,12 @@ from shared.mda.client import (
     _error_from,
     _parse_body,
     _read_body,
+    acquire_slot,
+    remaining_budget,
     shared_session,
 )
-from shared.mda.errors import ApiError, ApiUnavailableError, BudgetExhaustedError, MalformedResponseError
-from shared.ratelimit import NullRateLimiter, RateLimiter, RateLimitWaitTooLong, limiter_for
+from shared.mda.errors import ApiError, ApiUnavailableError, MalformedResponseError
+from shared.ratelimit import NullRateLimiter, RateLimiter, limiter_for
 
 if TYPE_CHECKING:
     from shared.auth import ApiCredential
@@ -185,26 +187,12 @@ class GraphClient:
             raise error
 
     def _remaining(self, deadline: float | None, method: str, path: str) -> float | None:
-        if deadline is None:
-            return None
-        remaining = deadline - self._clock()
-        if remaining < MIN_ATTEMPT_S:
-            raise BudgetExhaustedError("the time budget is spent", method=method, path=path)
-        return remaining
+        return remaining_budget(deadline, self._clock(), method, path)
 
     def _acquire_slot(
         self, remaining: float | None, method: str, path: str, stats: RequestStats | None
     ) -> None:
-        max_wait = None if remaining is None else max(0.0, remaining - MIN_ATTEMPT_S)
-        try:
-            waited = self._limiter.acquire(max_wait=max_wait)
-        except RateLimitWaitTooLong as exc:
-            raise BudgetExhaustedError(
-                f"the tenant's Graph budget frees up in {exc.wait_s:.1f} s, after the time budget ends",
-                method=method,
-                path=path,
-                retry_after=exc.wait_s,
-            ) from exc
+        waited = acquire_slot(self._limiter, remaining, method, path, budget="Graph budget")
         if waited:
             self._count(stats, limiter_wait_s=waited)
 

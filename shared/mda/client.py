@@ -306,26 +306,12 @@ class MdaClient:
     # -- policy helpers ----------------------------------------------------------------------------------
 
     def _remaining(self, deadline: float | None, method: str, path: str) -> float | None:
-        if deadline is None:
-            return None
-        remaining = deadline - self._clock()
-        if remaining < MIN_ATTEMPT_S:
-            raise BudgetExhaustedError("the time budget is spent", method=method, path=path)
-        return remaining
+        return remaining_budget(deadline, self._clock(), method, path)
 
     def _acquire_slot(
         self, remaining: float | None, method: str, path: str, stats: RequestStats | None
     ) -> None:
-        max_wait = None if remaining is None else max(0.0, remaining - MIN_ATTEMPT_S)
-        try:
-            waited = self._limiter.acquire(max_wait=max_wait)
-        except RateLimitWaitTooLong as exc:
-            raise BudgetExhaustedError(
-                f"the tenant's request budget frees up in {exc.wait_s:.1f} s, after the time budget ends",
-                method=method,
-                path=path,
-                retry_after=exc.wait_s,
-            ) from exc
+        waited = acquire_slot(self._limiter, remaining, method, path, budget="request budget")
         if waited:
             self._count(stats, limiter_wait_s=waited)
 
@@ -588,3 +574,29 @@ def reset_clients() -> None:
 
 
 register_cache_reset(reset_clients)
+
+
+def remaining_budget(deadline: float | None, now: float, method: str, path: str) -> float | None:
+    """Seconds left before `deadline` (None: no limit); too little for another attempt ends the call."""
+    if deadline is None:
+        return None
+    remaining = deadline - now
+    if remaining < MIN_ATTEMPT_S:
+        raise BudgetExhaustedError("the time budget is spent", method=method, path=path)
+    return remaining
+
+
+def acquire_slot(
+    limiter: RateLimiter, remaining: float | None, method: str, path: str, *, budget: str
+) -> float:
+    """Claim a slot of the tenant's shared budget within the time left; return the seconds waited."""
+    max_wait = None if remaining is None else max(0.0, remaining - MIN_ATTEMPT_S)
+    try:
+        return limiter.acquire(max_wait=max_wait)
+    except RateLimitWaitTooLong as exc:
+        raise BudgetExhaustedError(
+            f"the tenant's {budget} frees up in {exc.wait_s:.1f} s, after the time budget ends",
+            method=method,
+            path=path,
+            retry_after=exc.wait_s,
+        ) from exc
