@@ -31,13 +31,13 @@ rotated or expired secrets) and to read counters proving call patterns. Endpoint
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from localdev.simulator.admin_routes import AdminCall, BodyError, find_route
 from localdev.simulator.faults import FaultSpecError
 from localdev.simulator.wire import SimRequest, SimResponse
-from localdev.simulator.world import World
+from localdev.simulator.world import MdaServiceLike, World
 
 AdminHandler = Callable[[AdminCall], Any]  # a JSON answer (sent with 200), or a service's own response
 
@@ -61,8 +61,8 @@ class AdminService:
         w = world
         # Every endpoint under /_admin (the module docstring says what each takes and answers).
         self.routes: dict[tuple[str, str], AdminHandler] = {
-            ("*", "graph/"): self._graph,
-            ("*", "mda/"): self._mda,
+            ("*", "graph/"): lambda call: self._tenant_admin(call, w.graph, "Graph"),
+            ("*", "mda/"): lambda call: self._tenant_admin(call, w.mda, "MDA"),
             ("*", "logs/"): lambda call: w.logs.handle_admin(call.req, call.rest),
             ("GET", "counters"): lambda call: w.counters.snapshot(),
             ("POST", "reset"): lambda call: w.reset(),
@@ -104,18 +104,13 @@ class AdminService:
 
     # -- the services' own admin APIs ----------------------------------------------------------------------
 
-    def _graph(self, call: AdminCall) -> SimResponse:
+    @staticmethod
+    def _tenant_admin(call: AdminCall, services: Mapping[str, MdaServiceLike], kind: str) -> SimResponse:
+        """`{tenant}/{subpath}` handed to that tenant's service."""
         tenant, _, subpath = call.rest.partition("/")
-        graph = self.world.graph.get(tenant)
-        if graph is None:
-            return SimResponse.json(404, {"error": f"no Graph tenant {tenant!r}"})
-        return graph.handle_admin(call.req, subpath)
-
-    def _mda(self, call: AdminCall) -> SimResponse:
-        tenant, _, subpath = call.rest.partition("/")
-        service = self.world.mda.get(tenant)
+        service = services.get(tenant)
         if service is None:
-            return SimResponse.json(404, {"error": f"no MDA tenant {tenant!r}"})
+            return SimResponse.json(404, {"error": f"no {kind} tenant {tenant!r}"})
         return service.handle_admin(call.req, subpath)
 
     # -- faults and tokens ---------------------------------------------------------------------------------

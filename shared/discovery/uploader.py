@@ -302,9 +302,9 @@ class Uploader:
     def _finalise(self, run: _Run, part: Part, name: str, sent: _Sent, started: str) -> PartOutcome:
         """done_upload for a part in storage, unless identical content was already finalized for this
         target; the content row records the outcome either way."""
-        request, target = run.request, run.target
+        request, target, sha = run.request, run.target, sent.sha256
         report = report_name(request.stream, part.index, run.count, snapshot=request.snapshot)
-        prior = self._ledger.get_content(sent.sha256, target)
+        prior = self._ledger.get_content(sha, target)
         if prior is not None and prior.outcome == UPLOADED:
             log.info(
                 "%s: identical content was already finalized for %s/%s; not finalizing again",
@@ -316,7 +316,7 @@ class Uploader:
         record = UploadRecord(
             file=name,
             size=part.length,
-            sha256=sent.sha256,
+            sha256=sha,
             source=target.source,
             stream=target.stream,
             snapshot=request.snapshot,
