@@ -20,7 +20,6 @@ reported alongside. The exit status is 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -112,20 +111,12 @@ def child_ours(path: Path) -> dict[str, Any]:
 
 
 def child_sdk(path: Path, blob_endpoint: str, concurrency: int | None) -> dict[str, Any]:
-    from azure.storage.blob import BlobClient, BlobSasPermissions, generate_blob_sas
+    from azure.storage.blob import BlobClient
 
-    from localdev.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+    from localdev.simulator.mda_discovery import azurite_sas_url
 
-    def sas_url(name: str) -> str:
-        sas = generate_blob_sas(
-            ACCOUNT_NAME,
-            BASELINE_CONTAINER,
-            name,
-            account_key=ACCOUNT_KEY,
-            permission=BlobSasPermissions(create=True, write=True, read=True),
-            expiry=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-        )
-        return f"{blob_endpoint}/{BASELINE_CONTAINER}/{name}?{sas}"
+    def sas_url(name: str) -> str:  # the kind of URL the simulator hands out, into the baseline's container
+        return azurite_sas_url(blob_endpoint, BASELINE_CONTAINER, name, expires=time.time() + 3600)
 
     kwargs: dict[str, Any] = {} if concurrency is None else {"max_concurrency": concurrency}
     BlobClient.from_blob_url(sas_url("warmup.log")).upload_blob(b"warm-up\n" * 1000, overwrite=True)

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from localdev.simulator.counters import Counters
 from localdev.simulator.directory import Directory
-from localdev.simulator.entra_client_auth import ClientAuthenticator
+from localdev.simulator.entra_client_auth import ClientAuthenticator, TokenRequest
 from localdev.simulator.entra_device_code import GRANT_DEVICE_CODE, DeviceCodes
 from localdev.simulator.entra_errors import EntraError, missing, unknown_tenant
 from localdev.simulator.entra_grants import Grants
@@ -250,7 +250,7 @@ class EntraService:
                 form["scope"] += " openid"
         elif v1 and "scope" in form and "resource" not in form and grant == "client_credentials":
             raise missing("resource")
-        payload = handler(req, form, tenant_seg, directory)
+        payload = handler(TokenRequest(req, form, tenant_seg, directory))
         if v1:
             payload = self._as_v1(payload, form)
         return SimResponse.json(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})

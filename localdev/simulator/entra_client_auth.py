@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,6 +30,17 @@ from localdev.simulator.tokens import TokenIssuer, audience_matches
 from localdev.simulator.wire import InvalidToken, SimRequest
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One call to a token endpoint, as every grant sees it: the request, its form (a v1 `resource` already
+    turned into `scope`), the tenant segment of the URL and the directory that segment names."""
+
+    req: SimRequest
+    form: dict[str, str]
+    tenant_seg: str
+    directory: Directory
 
 
 class ClientAuthenticator:
@@ -53,11 +65,10 @@ class ClientAuthenticator:
             )
         return out
 
-    def authenticate(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> tuple[App, str]:
+    def authenticate(self, call: TokenRequest) -> tuple[App, str]:
         """Identify and authenticate the client; returns (app, method) with method in
         secret / certificate / federated / public."""
+        req, form, tenant_seg, directory = call.req, call.form, call.tenant_seg, call.directory
         client_id = form.get("client_id", "")
         secret = form.get("client_secret")
         auth = req.header("authorization")
@@ -119,11 +130,9 @@ class ClientAuthenticator:
                 return app, "public"
             raise no_client_credential()
 
-    def authenticate_confidential(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> tuple[App, str]:
+    def authenticate_confidential(self, call: TokenRequest) -> tuple[App, str]:
         """`authenticate` for grants only a confidential client may use (client credentials, OBO)."""
-        app, method = self.authenticate(req, form, tenant_seg, directory)
+        app, method = self.authenticate(call)
         if method == "public":
             raise no_client_credential()
         return app, method

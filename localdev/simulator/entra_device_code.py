@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localdev.simulator.directory import Directory
-from localdev.simulator.entra_client_auth import ClientAuthenticator
+from localdev.simulator.entra_client_auth import ClientAuthenticator, TokenRequest
 from localdev.simulator.entra_errors import EntraError, invalid_grant, missing, unknown_client, unknown_user
 from localdev.simulator.entra_grants import Grants
 from localdev.simulator.entra_scopes import delegated_scopes, parse_scope
@@ -102,11 +102,10 @@ class DeviceCodes:
             },
         )
 
-    def redeem(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> dict[str, Any]:
+    def redeem(self, call: TokenRequest) -> dict[str, Any]:
         """The device-code grant: one poll of a flow, or its tokens once a user approved it."""
-        app, method = self.clients.authenticate(req, form, tenant_seg, directory)
+        form, directory = call.form, call.directory
+        app, method = self.clients.authenticate(call)
         code = form.get("device_code") or form.get("code")
         if not code:
             raise missing("device_code")
@@ -149,7 +148,7 @@ class DeviceCodes:
             raise unknown_user()
         parsed = parse_scope(directory, flow.scope)
         return self.grants.user_token_response(
-            form, directory, app, user, parsed=parsed, method=method, grant="device_code"
+            call, app, user, parsed=parsed, method=method, grant="device_code"
         )
 
     def pending(self) -> list[dict[str, Any]]:

@@ -16,11 +16,11 @@ from typing import Any
 
 from localdev.simulator.counters import Counters
 from localdev.simulator.directory import GRAPH_RESOURCE, App, Directory, User
-from localdev.simulator.entra_client_auth import ClientAuthenticator
+from localdev.simulator.entra_client_auth import ClientAuthenticator, TokenRequest
 from localdev.simulator.entra_errors import invalid_grant, invalid_scope, missing, unknown_user
 from localdev.simulator.entra_scopes import ScopeRequest, delegated_scopes, parse_scope
 from localdev.simulator.tokens import TokenIssuer, audience_matches
-from localdev.simulator.wire import InvalidToken, SimRequest
+from localdev.simulator.wire import InvalidToken
 
 
 @dataclass
@@ -46,10 +46,9 @@ class Grants:
         self.counters.incr("tokens_by_client", app.client_id)
         self.counters.incr("client_auth", method)
 
-    def client_credentials(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> dict[str, Any]:
-        app, method = self.clients.authenticate_confidential(req, form, tenant_seg, directory)
+    def client_credentials(self, call: TokenRequest) -> dict[str, Any]:
+        form, directory = call.form, call.directory
+        app, method = self.clients.authenticate_confidential(call)
         scope = form.get("scope", "")
         if not scope:
             raise missing("scope")
@@ -81,17 +80,10 @@ class Grants:
         }
 
     def user_token_response(
-        self,
-        form: dict[str, str],
-        directory: Directory,
-        app: App,
-        user: User,
-        *,
-        parsed: ScopeRequest,
-        method: str,
-        grant: str,
+        self, call: TokenRequest, app: App, user: User, *, parsed: ScopeRequest, method: str, grant: str
     ) -> dict[str, Any]:
         """The token response of a delegated grant (`grant` names it in the counters) for `user`."""
+        form, directory = call.form, call.directory
         scopes = delegated_scopes(app, parsed)
         acr = {"public": "0", "secret": "1"}.get(method, "2")
         token, _ = self.issuer.issue(
@@ -148,10 +140,9 @@ class Grants:
             self._refresh[token] = RefreshGrant(app.client_id, directory.tenant_id, user.object_id)
         return token
 
-    def password(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> dict[str, Any]:
-        app, method = self.clients.authenticate(req, form, tenant_seg, directory)
+    def password(self, call: TokenRequest) -> dict[str, Any]:
+        form, directory = call.form, call.directory
+        app, method = self.clients.authenticate(call)
         username, password = form.get("username"), form.get("password")
         if not username:
             raise missing("username")
@@ -179,14 +170,11 @@ class Grants:
                 suberror="basic_action",
                 claims='{"access_token":{"capolids":{"essential":true,"values":["mfa"]}}}',
             )
-        return self.user_token_response(
-            form, directory, app, user, parsed=parsed, method=method, grant="password"
-        )
+        return self.user_token_response(call, app, user, parsed=parsed, method=method, grant="password")
 
-    def on_behalf_of(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> dict[str, Any]:
-        app, method = self.clients.authenticate_confidential(req, form, tenant_seg, directory)
+    def on_behalf_of(self, call: TokenRequest) -> dict[str, Any]:
+        form, directory = call.form, call.directory
+        app, method = self.clients.authenticate_confidential(call)
         if form.get("requested_token_use") != "on_behalf_of":
             raise missing("requested_token_use")
         assertion = form.get("assertion")
@@ -220,14 +208,11 @@ class Grants:
                 "Assertion failed signature validation. [Reason - the assertion is not a user token.]",
             )
         parsed = parse_scope(directory, form.get("scope", ""))
-        return self.user_token_response(
-            form, directory, app, user, parsed=parsed, method=method, grant="on_behalf_of"
-        )
+        return self.user_token_response(call, app, user, parsed=parsed, method=method, grant="on_behalf_of")
 
-    def refresh(
-        self, req: SimRequest, form: dict[str, str], tenant_seg: str, directory: Directory
-    ) -> dict[str, Any]:
-        app, method = self.clients.authenticate(req, form, tenant_seg, directory)
+    def refresh(self, call: TokenRequest) -> dict[str, Any]:
+        form, directory = call.form, call.directory
+        app, method = self.clients.authenticate(call)
         token = form.get("refresh_token")
         if not token:
             raise missing("refresh_token")
@@ -242,9 +227,7 @@ class Grants:
         if user is None:
             raise unknown_user()
         parsed = parse_scope(directory, form.get("scope", "") or "openid")
-        return self.user_token_response(
-            form, directory, app, user, parsed=parsed, method=method, grant="refresh_token"
-        )
+        return self.user_token_response(call, app, user, parsed=parsed, method=method, grant="refresh_token")
 
     def revoke_refresh_tokens(self, client_id: str | None = None) -> int:
         with self._lock:

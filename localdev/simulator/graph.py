@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from localdev.simulator.admin_routes import AdminCall, BodyError, find_route
 from localdev.simulator.counters import Counters
 from localdev.simulator.faults import FaultInjector
 from localdev.simulator.throttle import RollingWindowLimiter
@@ -569,46 +570,57 @@ class GraphService:
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         method, sub = req.method.upper(), subpath.strip("/")
         try:
-            spec = req.json() if req.body else {}
-        except ValueError:
-            return SimResponse.json(400, {"error": "admin request body must be JSON"})
-        if not isinstance(spec, dict):
-            return SimResponse.json(400, {"error": "admin request body must be a JSON object"})
+            call = AdminCall.with_body(req)
+        except BodyError as exc:
+            return SimResponse.json(400, {"error": f"admin {exc}"})
         try:
             with self._lock:
                 self._sync()
-                return SimResponse.json(200, self._admin(method, sub, spec))
+                found = find_route(self._admin_routes(), method, sub)
+                if found is None:
+                    raise KeyError(f"unknown Graph admin path {method} {sub!r}")
+                return SimResponse.json(200, found[0](call))
         except (GraphError, ValueError, KeyError) as exc:
             return SimResponse.json(400, {"error": str(exc)})
 
-    def _admin(self, method: str, sub: str, spec: dict[str, Any]) -> Any:
-        if (method, sub) == ("GET", "alerts"):
-            alerts = self._visible()
-            alerts.sort(key=lambda a: (a["lastUpdateDateTime"], a["id"]))
-            return {"count": len(alerts), "alerts": alerts}
-        if (method, sub) == ("POST", "alerts/change"):
-            return self._admin_change(spec)
-        if sub == "config" and method in ("GET", "POST"):
-            if method == "POST":
-                for name in ("visibility_delay_s", "drift_per_minute"):
-                    if name in spec:
-                        setattr(self.config, name, float(spec[name]))
-                if "max_top" in spec:
-                    self.config.max_top = int(spec["max_top"])
-                if "limit" in spec or "window_s" in spec:
-                    self.limiter.configure(limit=spec.get("limit"), window_s=spec.get("window_s"))
-                self._last_drift = self._clock()
-            stats = self.limiter.stats()
-            return {**self.config.__dict__, "limit": stats.limit, "window_s": stats.window_s}
-        if (method, sub) == ("GET", "throttle/stats"):
-            return self.limiter.stats().as_dict()
-        if (method, sub) == ("POST", "reset"):
-            self.config = GraphConfig()
-            limit, window = self._default_throttle
-            self.limiter.configure(limit=limit, window_s=window)
-            self.limiter.reset()
-            return {"reset": True}
-        raise KeyError(f"unknown Graph admin path {method} {sub!r}")
+    def _admin_routes(self) -> dict[tuple[str, str], Callable[[AdminCall], Any]]:
+        """Every admin subpath (under /_admin/graph/{tenant}/)."""
+        return {
+            ("GET", "alerts"): self._admin_alerts,
+            ("POST", "alerts/change"): lambda call: self._admin_change(call.body),
+            ("GET", "config"): lambda call: self._admin_config(),
+            ("POST", "config"): self._admin_set_config,
+            ("GET", "throttle/stats"): lambda call: self.limiter.stats().as_dict(),
+            ("POST", "reset"): self._admin_reset,
+        }
+
+    def _admin_alerts(self, call: AdminCall) -> Any:
+        alerts = self._visible()
+        alerts.sort(key=lambda a: (a["lastUpdateDateTime"], a["id"]))
+        return {"count": len(alerts), "alerts": alerts}
+
+    def _admin_config(self) -> Any:
+        stats = self.limiter.stats()
+        return {**self.config.__dict__, "limit": stats.limit, "window_s": stats.window_s}
+
+    def _admin_set_config(self, call: AdminCall) -> Any:
+        spec = call.body
+        for name in ("visibility_delay_s", "drift_per_minute"):
+            if name in spec:
+                setattr(self.config, name, float(spec[name]))
+        if "max_top" in spec:
+            self.config.max_top = int(spec["max_top"])
+        if "limit" in spec or "window_s" in spec:
+            self.limiter.configure(limit=spec.get("limit"), window_s=spec.get("window_s"))
+        self._last_drift = self._clock()
+        return self._admin_config()
+
+    def _admin_reset(self, call: AdminCall) -> Any:
+        self.config = GraphConfig()
+        limit, window = self._default_throttle
+        self.limiter.configure(limit=limit, window_s=window)
+        self.limiter.reset()
+        return {"reset": True}
 
     def _admin_change(self, spec: dict[str, Any]) -> dict[str, Any]:
         ids = spec.get("ids")

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from localdev.simulator.admin_routes import AdminCall, BodyError, find_route
 from localdev.simulator.wire import InvalidToken, SimRequest, SimResponse, TokenVerifier
 
 MONITOR_AUDIENCE = "https://monitor.azure.com"
@@ -208,50 +209,68 @@ class LogsIngestionService:
 
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         try:
-            body = req.json() if req.body else {}
-        except ValueError:
-            return SimResponse.json(400, {"error": "request body must be JSON"})
-        if not isinstance(body, dict):
-            return SimResponse.json(400, {"error": "request body must be a JSON object"})
-        method = req.method.upper()
-        sub = subpath.strip("/")
+            call = AdminCall.with_body(req)
+        except BodyError as exc:
+            return SimResponse.json(400, {"error": str(exc)})
+        method, sub = req.method.upper(), subpath.strip("/")
+        found = find_route(self._admin_routes(), method, sub)
+        if found is None:
+            return SimResponse.json(404, {"error": f"unknown logs admin endpoint {method} {sub}"})
         with self._lock:
-            if (method, sub) == ("GET", "records"):
-                rows = [
-                    r
-                    for rule, stream, _, r in self._rows
-                    if req.arg("stream") in (None, stream) and req.arg("dcr") in (None, rule)
-                ]
-                offset = int(req.arg("offset") or 0)
-                limit = int(req.arg("limit") or len(rows) or 1)
-                return SimResponse.json(200, {"count": len(rows), "records": rows[offset : offset + limit]})
-            if (method, sub) == ("DELETE", "records"):
-                self._rows.clear()
-                self._reset_stats()
-                return SimResponse.json(200, {"count": 0})
-            if (method, sub) == ("GET", "stats"):
-                return SimResponse.json(200, {**self._stats, "statuses": dict(self._statuses)})
-            if (method, sub) == ("POST", "reject"):
-                values = body.get("values")
-                if not isinstance(values, list):
-                    return SimResponse.json(400, {"error": "'values' must be a list"})
-                self._reject = (str(body.get("field") or "AlertId"), frozenset(str(v) for v in values))
-                return SimResponse.json(200, {"field": self._reject[0], "values": sorted(self._reject[1])})
-            if (method, sub) == ("DELETE", "reject"):
-                self._reject = None
-                return SimResponse.json(200, {"values": []})
-            if (method, sub) == ("POST", "deny"):
-                principal = body.get("principal")
-                if not isinstance(principal, str) or not principal:
-                    return SimResponse.json(400, {"error": "'principal' is required"})
-                self._denied.add(principal)
-                return SimResponse.json(200, {"denied": sorted(self._denied)})
-            if (method, sub) == ("DELETE", "deny"):
-                self._denied.clear()
-                return SimResponse.json(200, {"denied": []})
-            if (method, sub) == ("GET", "rules"):
-                return SimResponse.json(200, self.describe())
-        return SimResponse.json(404, {"error": f"unknown logs admin endpoint {method} {sub}"})
+            return found[0](call)
+
+    def _admin_routes(self) -> dict[tuple[str, str], Callable[[AdminCall], SimResponse]]:
+        """Every admin subpath (the module docstring says what each takes and answers)."""
+        return {
+            ("GET", "records"): self._admin_records,
+            ("DELETE", "records"): self._admin_clear_records,
+            ("GET", "stats"): lambda call: SimResponse.json(
+                200, {**self._stats, "statuses": dict(self._statuses)}
+            ),
+            ("POST", "reject"): self._admin_reject,
+            ("DELETE", "reject"): self._admin_clear_reject,
+            ("POST", "deny"): self._admin_deny,
+            ("DELETE", "deny"): self._admin_clear_denied,
+            ("GET", "rules"): lambda call: SimResponse.json(200, self.describe()),
+        }
+
+    def _admin_records(self, call: AdminCall) -> SimResponse:
+        req = call.req
+        rows = [
+            r
+            for rule, stream, _, r in self._rows
+            if req.arg("stream") in (None, stream) and req.arg("dcr") in (None, rule)
+        ]
+        offset = int(req.arg("offset") or 0)
+        limit = int(req.arg("limit") or len(rows) or 1)
+        return SimResponse.json(200, {"count": len(rows), "records": rows[offset : offset + limit]})
+
+    def _admin_clear_records(self, call: AdminCall) -> SimResponse:
+        self._rows.clear()
+        self._reset_stats()
+        return SimResponse.json(200, {"count": 0})
+
+    def _admin_reject(self, call: AdminCall) -> SimResponse:
+        values = call.body.get("values")
+        if not isinstance(values, list):
+            return SimResponse.json(400, {"error": "'values' must be a list"})
+        self._reject = (str(call.body.get("field") or "AlertId"), frozenset(str(v) for v in values))
+        return SimResponse.json(200, {"field": self._reject[0], "values": sorted(self._reject[1])})
+
+    def _admin_clear_reject(self, call: AdminCall) -> SimResponse:
+        self._reject = None
+        return SimResponse.json(200, {"values": []})
+
+    def _admin_deny(self, call: AdminCall) -> SimResponse:
+        principal = call.body.get("principal")
+        if not isinstance(principal, str) or not principal:
+            return SimResponse.json(400, {"error": "'principal' is required"})
+        self._denied.add(principal)
+        return SimResponse.json(200, {"denied": sorted(self._denied)})
+
+    def _admin_clear_denied(self, call: AdminCall) -> SimResponse:
+        self._denied.clear()
+        return SimResponse.json(200, {"denied": []})
 
     def describe(self) -> dict[str, Any]:
         return {

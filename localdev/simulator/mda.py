@@ -63,6 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from localdev.simulator.admin_routes import AdminCall, BodyError, find_route
 from localdev.simulator.counters import Counters
 from localdev.simulator.faults import FaultInjector
 from localdev.simulator.mda_alerts import CLOSE_KINDS, AlertStore, ListConfig
@@ -448,97 +449,114 @@ class MdaService:
     def handle_admin(self, req: SimRequest, subpath: str) -> SimResponse:
         """/_admin/mda/{tenant}/{subpath} — see the module docstring for the subpaths."""
         self._ensure_seeded()
-        method = req.method.upper()
-        key = (method, subpath.strip("/"))
+        method, sub = req.method.upper(), subpath.strip("/")
         try:
-            spec = req.json() if req.body else {}
-        except ValueError:
-            return SimResponse.json(400, {"detail": "admin request body must be JSON"})
-        if not isinstance(spec, dict):
-            return SimResponse.json(400, {"detail": "admin request body must be a JSON object"})
+            call = AdminCall.with_body(req)
+        except BodyError as exc:
+            return SimResponse.json(400, {"detail": f"admin {exc}"})
         try:
-            return SimResponse.json(200, self._admin(key, spec, req))
+            found = find_route(self._admin_routes(), method, sub)
+            if found is None:
+                raise ApiError(404, {"detail": f"unknown MDA admin path {method} {sub!r}"})
+            return SimResponse.json(200, found[0](call))
         except ApiError as exc:
             return exc.response()
         except ValueError as exc:  # e.g. limiter configuration
             return SimResponse.json(400, {"detail": str(exc)})
 
-    def _admin(self, key: tuple[str, str], spec: dict[str, Any], req: SimRequest) -> Any:
-        match key:
-            case ("GET", "alerts"):
-                wanted = set(req.query.get("id", []))
-                alerts = [a for a in self.alerts.all() if not wanted or a["_id"] in wanted]
-                return {"count": len(alerts), "alerts": alerts}
-            case ("DELETE", "alerts"):
-                self.alerts.clear()
-                return {"count": 0}
-            case ("POST", "alerts/seed"):
-                return self._seed_alerts(spec)
-            case ("POST", "alerts/add"):
-                return self._add_alerts(spec)
-            case ("GET", "alerts/feedback"):
-                return {"feedback": list(self.alerts.feedback)}
-            case ("GET" | "POST", "list_config"):
-                if key[0] == "POST":
-                    self._set_list_config(spec)
-                cfg = self.alerts.config
-                return {"max_skip": cfg.max_skip, "total_cap": cfg.total_cap}
-            case ("GET" | "POST", "throttle"):
-                if key[0] == "POST":
-                    limit = as_int(spec.get("limit"), "limit")
-                    window = spec.get("window_s")
-                    if window is not None and (
-                        isinstance(window, bool) or not isinstance(window, int | float)
-                    ):
-                        raise bad_request("window_s must be a number of seconds")
-                    self.limiter.configure(limit=limit, window_s=window)
-                stats = self.limiter.stats()
-                return {"limit": stats.limit, "window_s": stats.window_s}
-            case ("GET", "throttle/stats"):
-                return {**self.limiter.stats().as_dict(), "injected_429": self._injected_429}
-            case ("POST", "throttle/reset"):
-                self.limiter.reset()
-                self._injected_429 = 0
-                return self.limiter.stats().as_dict()
-            case ("POST", "reset"):
-                self._reset_throttle()
-                self.alerts.config = ListConfig()
-                self.discovery.reset_config()
-                return {"reset": True}
-            case ("GET" | "POST", "discovery/config"):
-                if key[0] == "POST":
-                    return self.discovery.configure(spec)
-                return self.discovery.config.public()
-            case ("GET", "uploads"):
-                return {"uploads": self.discovery.uploads_report()}
-            case ("GET", "streams"):
-                return self.discovery.list_streams()
-            case ("POST", "streams"):
-                return self.discovery.add_stream(spec)
-            case ("GET", "tokens"):
-                return {"count": len(self._legacy)}
-            case ("POST", "tokens"):
-                token, roles = spec.get("token"), spec.get("roles", [])
-                if not isinstance(token, str) or not LEGACY_TOKEN.fullmatch(token):
-                    raise bad_request("token must be 64-192 characters of [0-9A-Za-z=]")
-                if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-                    raise bad_request("roles must be a list of permission names")
-                self._legacy[token] = frozenset(r.lower() for r in roles)
-                return {"count": len(self._legacy)}
-            case ("DELETE", "tokens"):
-                removed = self._legacy.pop(str(spec.get("token", "")), None) is not None
-                return {"removed": removed, "count": len(self._legacy)}
-            case ("GET", "state" | ""):
-                return {
-                    "tenant": self.name,
-                    "tenant_id": self.tenant_id,
-                    "api_url": self.api_url,
-                    "alerts": len(self.alerts),
-                    "throttle": self.limiter.stats().as_dict(),
-                    "discovery": self.discovery.config.public(),
-                    "streams": [s["displayName"] for s in self.discovery.list_streams()["streams"]],
-                }
-        raise ApiError(404, {"detail": f"unknown MDA admin path {key[0]} {key[1]!r}"})
+    def _admin_routes(self) -> dict[tuple[str, str], Callable[[AdminCall], Any]]:
+        """Every admin subpath (the module docstring says what each takes and answers)."""
+        return {
+            ("GET", "alerts"): self._admin_alerts,
+            ("DELETE", "alerts"): self._admin_clear_alerts,
+            ("POST", "alerts/seed"): lambda call: self._seed_alerts(call.body),
+            ("POST", "alerts/add"): lambda call: self._add_alerts(call.body),
+            ("GET", "alerts/feedback"): lambda call: {"feedback": list(self.alerts.feedback)},
+            ("GET", "list_config"): lambda call: self._admin_list_config(),
+            ("POST", "list_config"): self._admin_set_list_config,
+            ("GET", "throttle"): lambda call: self._admin_throttle(),
+            ("POST", "throttle"): self._admin_set_throttle,
+            ("GET", "throttle/stats"): self._admin_throttle_stats,
+            ("POST", "throttle/reset"): self._admin_reset_throttle_window,
+            ("POST", "reset"): self._admin_reset,
+            ("GET", "discovery/config"): lambda call: self.discovery.config.public(),
+            ("POST", "discovery/config"): lambda call: self.discovery.configure(call.body),
+            ("GET", "uploads"): lambda call: {"uploads": self.discovery.uploads_report()},
+            ("GET", "streams"): lambda call: self.discovery.list_streams(),
+            ("POST", "streams"): lambda call: self.discovery.add_stream(call.body),
+            ("GET", "tokens"): lambda call: {"count": len(self._legacy)},
+            ("POST", "tokens"): self._admin_add_legacy_token,
+            ("DELETE", "tokens"): self._admin_revoke_legacy_token,
+            ("GET", "state"): self._admin_state,
+            ("GET", ""): self._admin_state,
+        }
+
+    def _admin_alerts(self, call: AdminCall) -> Any:
+        wanted = set(call.req.query.get("id", []))
+        alerts = [a for a in self.alerts.all() if not wanted or a["_id"] in wanted]
+        return {"count": len(alerts), "alerts": alerts}
+
+    def _admin_clear_alerts(self, call: AdminCall) -> Any:
+        self.alerts.clear()
+        return {"count": 0}
+
+    def _admin_list_config(self) -> Any:
+        cfg = self.alerts.config
+        return {"max_skip": cfg.max_skip, "total_cap": cfg.total_cap}
+
+    def _admin_set_list_config(self, call: AdminCall) -> Any:
+        self._set_list_config(call.body)
+        return self._admin_list_config()
+
+    def _admin_throttle(self) -> Any:
+        stats = self.limiter.stats()
+        return {"limit": stats.limit, "window_s": stats.window_s}
+
+    def _admin_set_throttle(self, call: AdminCall) -> Any:
+        limit = as_int(call.body.get("limit"), "limit")
+        window = call.body.get("window_s")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int | float)):
+            raise bad_request("window_s must be a number of seconds")
+        self.limiter.configure(limit=limit, window_s=window)
+        return self._admin_throttle()
+
+    def _admin_throttle_stats(self, call: AdminCall) -> Any:
+        return {**self.limiter.stats().as_dict(), "injected_429": self._injected_429}
+
+    def _admin_reset_throttle_window(self, call: AdminCall) -> Any:
+        self.limiter.reset()
+        self._injected_429 = 0
+        return self.limiter.stats().as_dict()
+
+    def _admin_reset(self, call: AdminCall) -> Any:
+        self._reset_throttle()
+        self.alerts.config = ListConfig()
+        self.discovery.reset_config()
+        return {"reset": True}
+
+    def _admin_add_legacy_token(self, call: AdminCall) -> Any:
+        token, roles = call.body.get("token"), call.body.get("roles", [])
+        if not isinstance(token, str) or not LEGACY_TOKEN.fullmatch(token):
+            raise bad_request("token must be 64-192 characters of [0-9A-Za-z=]")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise bad_request("roles must be a list of permission names")
+        self._legacy[token] = frozenset(r.lower() for r in roles)
+        return {"count": len(self._legacy)}
+
+    def _admin_revoke_legacy_token(self, call: AdminCall) -> Any:
+        removed = self._legacy.pop(str(call.body.get("token", "")), None) is not None
+        return {"removed": removed, "count": len(self._legacy)}
+
+    def _admin_state(self, call: AdminCall) -> Any:
+        return {
+            "tenant": self.name,
+            "tenant_id": self.tenant_id,
+            "api_url": self.api_url,
+            "alerts": len(self.alerts),
+            "throttle": self.limiter.stats().as_dict(),
+            "discovery": self.discovery.config.public(),
+            "streams": [s["displayName"] for s in self.discovery.list_streams()["streams"]],
+        }
 
     def _reset_throttle(self) -> None:
         limit, window = self._default_throttle

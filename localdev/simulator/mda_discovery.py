@@ -198,6 +198,22 @@ def new_stream(
     return stream
 
 
+def azurite_sas_url(endpoint: str, container: str, blob_name: str, *, expires: float) -> str:
+    """A SAS URL that may create, write and read one blob in Azurite (its well-known development account)
+    until `expires` (epoch seconds): what `upload_url` hands out with an Azurite endpoint configured."""
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    sas = generate_blob_sas(
+        AZURITE_ACCOUNT,
+        container,
+        blob_name,
+        account_key=AZURITE_KEY,
+        permission=BlobSasPermissions(create=True, write=True, read=True),
+        expiry=dt.datetime.fromtimestamp(expires, dt.UTC),
+    )
+    return f"{endpoint}/{container}/{blob_name}?{sas}"
+
+
 def block_script_text(fmt: int, domains: tuple[str, ...], *, banned: bool) -> str:
     """Plain text in roughly the appliance's own syntax (the BlueCoat and Zscaler shapes are documented)."""
     verb = "deny" if banned else "allow"
@@ -466,18 +482,8 @@ class DiscoveryService:
     # -- URLs and signatures ---------------------------------------------------------------------------------
 
     def _azurite_url(self, endpoint: str, blob_name: str, expires: float) -> str:
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
         self._ensure_container(endpoint)
-        sas = generate_blob_sas(
-            AZURITE_ACCOUNT,
-            AZURITE_CONTAINER,
-            blob_name,
-            account_key=AZURITE_KEY,
-            permission=BlobSasPermissions(create=True, write=True, read=True),
-            expiry=dt.datetime.fromtimestamp(expires, dt.UTC),
-        )
-        return f"{endpoint}/{AZURITE_CONTAINER}/{blob_name}?{sas}"
+        return azurite_sas_url(endpoint, AZURITE_CONTAINER, blob_name, expires=expires)
 
     @staticmethod
     def _ensure_container(endpoint: str) -> None:

@@ -70,21 +70,13 @@ class FileSource:
         stat = self.path.stat()
         if not self.path.is_file():
             raise ValidationError(f"{self.path} is not a regular file")
-        self._size = stat.st_size
-        self._identity = f"file:{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        self.size = stat.st_size
+        self.identity = f"file:{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         self.chunk_bytes = chunk_bytes
 
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def identity(self) -> str:
-        return self._identity
 
     def open(self, offset: int, length: int) -> Iterator[bytes]:
         with self.path.open("rb") as handle:
@@ -126,22 +118,14 @@ class BlobSource:
         self.properties = props
         self.metadata: dict[str, str] = dict(props.metadata or {})
         self.etag: str = str(props.etag)
-        self._size = int(props.size)
+        self.size = int(props.size)
         self.container: str = str(props.container)
         self.blob_name: str = str(props.name)
-        self._identity = f"blob:{self._blob.account_name}/{self.container}/{self.blob_name}@{self.etag}"
+        self.identity = f"blob:{self._blob.account_name}/{self.container}/{self.blob_name}@{self.etag}"
 
     @property
     def name(self) -> str:
         return self.blob_name.rsplit("/", 1)[-1]
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def identity(self) -> str:
-        return self._identity
 
     def _download(self, offset: int, length: int) -> Any:
         from azure.core import MatchConditions

@@ -1,4 +1,8 @@
-"""One log file end to end: plan -> for each part: upload_url -> guard -> streamed PUT -> done_upload.
+"""One log file end to end: plan -> claim -> for each part: put, then finalise -> finish the claim.
+
+The steps: the claim marks the file's origin in progress in the ledger (then records per-part progress and
+the outcome); put is `upload_url` -> URL guard -> streamed PUT, repeated with a fresh URL after a failure;
+finalise is `done_upload` for the part, recorded in the ledger's content rows.
 
 Policies that matter here:
 - a failed PUT is never retried on the same URL: the part is re-read from its start and sent to a fresh URL
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from shared.backoff import Backoff
 from shared.discovery.api import DataSourceLister, DiscoveryApi, UnknownDataSource
 from shared.discovery.config import DiscoveryConfig
-from shared.discovery.content import ByteSource, Part, plan_content
+from shared.discovery.content import ByteSource, ContentPlan, Part, plan_content
 from shared.discovery.ledger import (
     FAILED,
     IN_PROGRESS,
@@ -118,8 +122,8 @@ class Uploader:
         self._config = config
         self._ledger = ledger
         self._allow_loopback = allow_loopback
-        self._sleep = sleep
-        self._rng = rng
+        # The one retry rule (equal jitter, so a struggling service gets a real pause), on the API's clock.
+        self._retry = Backoff(config.retry_base_s, BACKOFF_CAP_S, "equal", rng, clock=api.clock, sleep=sleep)
         self._session_factory = session_factory
         self._options = TransferOptions(config.single_put_bytes, config.block_bytes, config.concurrency)
         self._data_sources: frozenset[str] | None = None  # listed once per uploader (one job or CLI run)
@@ -157,59 +161,13 @@ class Uploader:
         warnings = [w for w in (_staleness(source, plan),) if w]
         for warning in warnings:
             log.warning("%s", warning)
-        origin = OriginRecord(
-            identity=source.identity,
-            file=source.name,
-            source=target.source,
-            stream=target.stream,
-            tenant=target.tenant,
-            snapshot=request.snapshot,
-            outcome=IN_PROGRESS,
-            claim=new_claim(),
-            claimed_at=time.time(),
-            size=plan.upload_bytes,
-            parts=len(plan.parts),
-            start=started,
-            plan_bytes=self._config.max_file_bytes,
-            part_hashes=_resumable(known, len(plan.parts), self._config.max_file_bytes),
-        )
-        self._ledger.claim_origin(key, origin, lease_s=self._config.time_budget_s + 60)
-        meter = _Meter(plan.upload_bytes, progress)
-        whole = hashlib.sha256()
-        outcomes: list[PartOutcome] = []
-        session = self._session_factory(self._config.concurrency)
-        try:
-            for part in plan.parts:
-                done = origin.part_hashes[part.index - 1]
-                if done:
-                    # Finalized by an earlier delivery (same blob version, same plan): only hash it.
-                    whole = _hash_only(source, part, whole, meter)
-                    name = part_name(source.name, part.index, len(plan.parts))
-                    outcomes.append(PartOutcome(part.index, part.length, done, "resumed", "", 0, name=name))
-                    continue
-                outcome, whole = self._part(
-                    session,
-                    request,
-                    target=target,
-                    part=part,
-                    count=len(plan.parts),
-                    whole=whole,
-                    meter=meter,
-                    deadline=deadline,
-                )
-                outcomes.append(outcome)
-                origin.part_hashes[part.index - 1] = outcome.sha256
-                if len(plan.parts) > 1:
-                    self._ledger.finish_origin(key, origin)  # progress survives a redelivery
-        except BaseException as exc:
-            self._finish_quietly(key, replace(origin, outcome=FAILED, end=utc_now(), error=_reason(exc)))
-            raise
-        finally:
-            session.close()
-        sha = outcomes[0].sha256 if len(outcomes) == 1 else whole.hexdigest()
+        claim = self._claim(key, request, plan, known=known, started=started)
+        run = _Run(request, target, len(plan.parts), deadline, _Meter(plan.upload_bytes, progress))
+        outcomes = self._send_parts(run, plan, claim)
+        sha = outcomes[0].sha256 if len(outcomes) == 1 else run.whole.hexdigest()
         overall = "duplicate" if all(o.outcome == "duplicate" for o in outcomes) else "uploaded"
         ended = utc_now()
-        self._ledger.finish_origin(key, replace(origin, outcome=UPLOADED, sha256=sha, end=ended, error=""))
+        claim.finish(replace(claim.origin, outcome=UPLOADED, sha256=sha, end=ended, error=""))
         return UploadResult(
             source.name,
             overall,
@@ -223,48 +181,82 @@ class Uploader:
             warnings,
         )
 
-    # -- one part ------------------------------------------------------------------------------------------
+    # -- claim: one worker per origin, progress that survives a redelivery ---------------------------------
 
-    def _part(
+    def _claim(
         self,
-        session: requests.Session,
+        key: str,
         request: UploadRequest,
+        plan: ContentPlan,
         *,
-        target: Target,
-        part: Part,
-        count: int,
-        whole: Any,
-        meter: _Meter,
-        deadline: float,
-    ) -> tuple[PartOutcome, Any]:
+        known: OriginRecord | None,
+        started: str,
+    ) -> _Claim:
+        """Mark the origin in progress (another worker's fresh claim raises `UploadInProgress`), carrying
+        over the parts an interrupted earlier delivery finalized with the same plan."""
         source = request.source
-        name = part_name(source.name, part.index, count)
-        report = report_name(request.stream, part.index, count, snapshot=request.snapshot)
+        origin = OriginRecord(
+            identity=source.identity,
+            file=source.name,
+            source=request.source_type,
+            stream=request.stream,
+            tenant=request.tenant,
+            snapshot=request.snapshot,
+            outcome=IN_PROGRESS,
+            claim=new_claim(),
+            claimed_at=time.time(),
+            size=plan.upload_bytes,
+            parts=len(plan.parts),
+            start=started,
+            plan_bytes=self._config.max_file_bytes,
+            part_hashes=_resumable(known, len(plan.parts), self._config.max_file_bytes),
+        )
+        self._ledger.claim_origin(key, origin, lease_s=self._config.time_budget_s + 60)
+        return _Claim(self._ledger, key, origin)
+
+    def _send_parts(self, run: _Run, plan: ContentPlan, claim: _Claim) -> list[PartOutcome]:
+        """Every part in order: put and finalise it, or only hash it when an earlier delivery did both; a
+        failure releases the claim (recorded as failed) before it propagates."""
+        outcomes: list[PartOutcome] = []
+        session = self._session_factory(self._config.concurrency)
+        try:
+            for part in plan.parts:
+                done = claim.origin.part_hashes[part.index - 1]
+                if done:
+                    outcomes.append(_resume(run, part, done))
+                    continue
+                outcome = self._part(session, run, part)
+                outcomes.append(outcome)
+                claim.part_done(part.index, outcome.sha256, save=run.count > 1)
+        except BaseException as exc:
+            claim.fail(exc)
+            raise
+        finally:
+            session.close()
+        return outcomes
+
+    # -- one part: put, then finalise ----------------------------------------------------------------------
+
+    def _part(self, session: requests.Session, run: _Run, part: Part) -> PartOutcome:
+        name = part_name(run.request.source.name, part.index, run.count)
         started = utc_now()
+        sent = self._put(session, run, part, name)
+        outcome = self._finalise(run, part, name, sent, started)
+        run.whole = sent.whole
+        return outcome
+
+    def _put(self, session: requests.Session, run: _Run, part: Part, name: str) -> _Sent:
+        """The part in storage: each attempt gets a fresh upload URL and re-reads the part from its start."""
         attempts = 0
         while True:
             attempts += 1
-            upload = self._api.upload_url(name, target.source, deadline=self._call_deadline(deadline))
-            url = check_upload_url(upload.url, upload.provider, allow_loopback=self._allow_loopback)
-            part_hash = hashlib.sha256()
-            whole_after = whole.copy()  # restored from `whole` if this attempt fails
-            hashers = (part_hash,) if count == 1 else (part_hash, whole_after)  # one file, one hash
-            began = time.monotonic()
             try:
-                method = put_part(
-                    session,
-                    url,
-                    upload.provider,
-                    _hashed(source.open(part.start, part.length), *hashers),
-                    length=part.length,
-                    options=self._options,
-                    on_bytes=meter.add,
-                )
+                return self._put_once(session, run, part, name, attempts)
             except PutFailed as exc:
-                meter.rewind()
+                run.meter.rewind()
                 if attempts >= self._config.put_attempts:
                     raise TransientError(f"{name}: the PUT failed {attempts} times; last: {exc}") from None
-                wait = self._backoff(attempts)
+                wait = self._retry.delay(attempts)
                 log.warning(
                     "%s: %s; asking for a fresh upload URL (attempt %d) in %.2f s",
                     name,
@@ -272,72 +264,94 @@ class Uploader:
                     attempts + 1,
                     wait,
                 )
-                self._wait(wait, deadline, exc)
-                continue
-            put_seconds = time.monotonic() - began
-            meter.commit()
-            sha = part_hash.hexdigest()
-            log.info(
-                "%s: %d bytes sent to %s (%s, %s) in %.2f s, sha256 %s",
-                name,
-                part.length,
-                redact(url),
-                upload.provider,
-                method,
-                put_seconds,
-                sha[:12],
-            )
-            record = UploadRecord(
-                file=name,
-                size=part.length,
-                sha256=sha,
-                source=target.source,
-                stream=target.stream,
-                snapshot=request.snapshot,
-                tenant=target.tenant,
-                start=started,
-                end="",
-                outcome=UPLOADED,
-                part=part.index,
-                parts=count,
-                origin=source.identity,
-                upload_host=redact(url),
-                attempts=attempts,
-            )
-            prior = self._ledger.get_content(sha, target)
-            if prior is not None and prior.outcome == UPLOADED:
-                log.info(
-                    "%s: identical content was already finalized for %s/%s; not finalizing again",
-                    name,
-                    target.source,
-                    target.stream,
-                )
-                outcome = PartOutcome(
-                    part.index, part.length, sha, "duplicate", method, attempts, put_seconds, name, report
-                )
-                return outcome, whole_after
-            try:
-                self._done(upload.url, request, deadline, report)
-            except TerminalError as exc:
-                self._ledger.put_content(replace(record, end=utc_now(), outcome=FAILED, error=_reason(exc)))
-                raise
-            self._ledger.put_content(replace(record, end=utc_now()))
-            metrics.add("upload_bytes", part.length, tenant=target.tenant)
-            return PartOutcome(
-                part.index, part.length, sha, "uploaded", method, attempts, put_seconds, name, report
-            ), whole_after
+                self._wait(wait, run.deadline, exc)
 
-    def _done(self, url: str, request: UploadRequest, deadline: float, report: str) -> None:
+    def _put_once(self, session: requests.Session, run: _Run, part: Part, name: str, attempts: int) -> _Sent:
+        """upload_url -> URL guard -> one streamed PUT, hashing the part (and the whole file) on the way."""
+        source = run.request.source
+        upload = self._api.upload_url(name, run.target.source, deadline=self._call_deadline(run.deadline))
+        url = check_upload_url(upload.url, upload.provider, allow_loopback=self._allow_loopback)
+        part_hash = hashlib.sha256()
+        whole = run.whole.copy()  # dropped if this attempt fails
+        hashers = (part_hash,) if run.count == 1 else (part_hash, whole)  # one file, one hash
+        began = time.monotonic()
+        method = put_part(
+            session,
+            url,
+            upload.provider,
+            _hashed(source.open(part.start, part.length), *hashers),
+            length=part.length,
+            options=self._options,
+            on_bytes=run.meter.add,
+        )
+        seconds = time.monotonic() - began
+        run.meter.commit()
+        sha = part_hash.hexdigest()
+        log.info(
+            "%s: %d bytes sent to %s (%s, %s) in %.2f s, sha256 %s",
+            name,
+            part.length,
+            redact(url),
+            upload.provider,
+            method,
+            seconds,
+            sha[:12],
+        )
+        return _Sent(upload.url, redact(url), sha, method, attempts, seconds, whole)
+
+    def _finalise(self, run: _Run, part: Part, name: str, sent: _Sent, started: str) -> PartOutcome:
+        """done_upload for a part in storage, unless identical content was already finalized for this
+        target; the content row records the outcome either way."""
+        request, target, sha = run.request, run.target, sent.sha256
+        report = report_name(request.stream, part.index, run.count, snapshot=request.snapshot)
+        prior = self._ledger.get_content(sha, target)
+        if prior is not None and prior.outcome == UPLOADED:
+            log.info(
+                "%s: identical content was already finalized for %s/%s; not finalizing again",
+                name,
+                target.source,
+                target.stream,
+            )
+            return sent.outcome(part, "duplicate", name, report)
+        record = UploadRecord(
+            file=name,
+            size=part.length,
+            sha256=sha,
+            source=target.source,
+            stream=target.stream,
+            snapshot=request.snapshot,
+            tenant=target.tenant,
+            start=started,
+            end="",
+            outcome=UPLOADED,
+            part=part.index,
+            parts=run.count,
+            origin=request.source.identity,
+            upload_host=sent.host,
+            attempts=sent.attempts,
+        )
+        try:
+            self._done(sent.upload_url, report, request.snapshot, run.deadline)
+        except TerminalError as exc:
+            self._ledger.put_content(replace(record, end=utc_now(), outcome=FAILED, error=_reason(exc)))
+            raise
+        self._ledger.put_content(replace(record, end=utc_now()))
+        metrics.add("upload_bytes", part.length, tenant=target.tenant)
+        return sent.outcome(part, "uploaded", name, report)
+
+    def _done(self, url: str, report: str, snapshot: bool, deadline: float) -> None:
+        """done_upload with the exact URL; an ambiguous failure is retried with that same URL, and a refusal
+        after one is terminal (the first call may have succeeded)."""
         ambiguous: McasError | None = None
         for attempt in range(1, DONE_UPLOAD_ATTEMPTS + 1):
             try:
-                self._api.done_upload(url, report, request.snapshot, deadline=self._call_deadline(deadline))
+                self._api.done_upload(url, report, snapshot, deadline=self._call_deadline(deadline))
                 return
             except (ServerError, ApiUnavailableError) as exc:
                 ambiguous = exc
                 if attempt == DONE_UPLOAD_ATTEMPTS:
                     raise
-                wait = self._backoff(attempt)
+                wait = self._retry.delay(attempt)
                 log.warning(
                     "done_upload failed ambiguously (%s); retrying with the same upload URL in %.2f s",
                     exc,
@@ -373,24 +387,86 @@ class Uploader:
                 "or upload as a snapshot"
             )
 
-    # -- helpers -------------------------------------------------------------------------------------------
+    # -- time ----------------------------------------------------------------------------------------------
 
     def _call_deadline(self, deadline: float) -> float:
         return max(deadline, self._api.clock() + min(MIN_CALL_S, self._config.time_budget_s))
 
-    def _backoff(self, attempt: int) -> float:
-        return Backoff(self._config.retry_base_s, BACKOFF_CAP_S, "equal", self._rng).delay(attempt)
-
     def _wait(self, seconds: float, deadline: float, cause: Exception) -> None:
-        if self._api.clock() + seconds > deadline:
+        """Sleep before the next attempt, or give up now if the wait would pass the time budget."""
+        if not self._retry.sleep_within(seconds, deadline):
             raise TransientError(f"time budget spent while retrying: {cause}") from None
-        self._sleep(seconds)
 
-    def _finish_quietly(self, key: str, record: OriginRecord) -> None:
+
+@dataclass
+class _Run:
+    """One file's upload in progress: what every part step needs, and the whole file's running hash."""
+
+    request: UploadRequest
+    target: Target
+    count: int  # parts in the plan
+    deadline: float
+    meter: _Meter
+    whole: Any = field(default_factory=hashlib.sha256)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A part that is in storage but not finalised yet."""
+
+    upload_url: str  # exactly as `upload_url` returned it: `done_upload` needs this URL
+    host: str  # the URL without its credential, for the record
+    sha256: str
+    method: str
+    attempts: int
+    seconds: float
+    whole: Any  # the whole file's hash including this part
+
+    def outcome(self, part: Part, outcome: str, name: str, report: str) -> PartOutcome:
+        return PartOutcome(
+            part.index,
+            part.length,
+            self.sha256,
+            outcome,
+            self.method,
+            self.attempts,
+            self.seconds,
+            name,
+            report,
+        )
+
+
+@dataclass
+class _Claim:
+    """This worker's claim on an origin in the ledger: per-part progress, then the final outcome."""
+
+    ledger: Ledger
+    key: str
+    origin: OriginRecord
+
+    def part_done(self, index: int, sha256: str, *, save: bool) -> None:
+        self.origin.part_hashes[index - 1] = sha256
+        if save:
+            self.ledger.finish_origin(self.key, self.origin)  # progress survives a redelivery
+
+    def finish(self, record: OriginRecord) -> None:
+        self.ledger.finish_origin(self.key, record)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the failure (the original error matters more than a failure to record it: the claim then
+        expires on its own)."""
+        record = replace(self.origin, outcome=FAILED, end=utc_now(), error=_reason(exc))
         try:
-            self._ledger.finish_origin(key, record)
-        except Exception:  # the original error matters more; the claim expires on its own
+            self.ledger.finish_origin(self.key, record)
+        except Exception:
             log.exception("could not record the failed upload of %s", record.file)
+
+
+def _resume(run: _Run, part: Part, sha256: str) -> PartOutcome:
+    """A part finalized by an earlier delivery (same blob version, same plan): only hashed, not sent."""
+    _hash_only(run.request.source, part, run.whole, run.meter)
+    name = part_name(run.request.source.name, part.index, run.count)
+    return PartOutcome(part.index, part.length, sha256, "resumed", "", 0, name=name)
 
 
 def report_name(stream: str, index: int, count: int, *, snapshot: bool) -> str:
@@ -401,7 +477,7 @@ def report_name(stream: str, index: int, count: int, *, snapshot: bool) -> str:
     return f"{stream}-part{index}of{count}"
 
 
-def _staleness(source: ByteSource, plan: Any) -> str | None:
+def _staleness(source: ByteSource, plan: ContentPlan) -> str | None:
     from shared.discovery.freshness import SAMPLE_BYTES, staleness_warning
 
     if plan.kind != "text":
@@ -429,12 +505,11 @@ def _resumable(known: OriginRecord | None, parts: int, plan_bytes: int) -> list[
     return hashes if len(hashes) == parts else [""] * parts
 
 
-def _hash_only(source: ByteSource, part: Part, whole: Any, meter: _Meter) -> Any:
+def _hash_only(source: ByteSource, part: Part, whole: Any, meter: _Meter) -> None:
     for chunk in source.open(part.start, part.length):
         whole.update(chunk)
         meter.add(len(chunk))
     meter.commit()
-    return whole
 
 
 def _hashed(chunks: Iterator[bytes], *hashers: Any) -> Iterator[bytes]:
