@@ -62,6 +62,7 @@ QUEUE_WINDOW = WindowRules(
     epoch_ms=True,
     echo_bad_instant=True,
     null_start_is_absent=False,
+    lookback_from_now=True,
     lookback_must_be_text=False,
     both_message="give since or lookback, not both",
     bounds_us=(0, MAX_TIME_MS * 1000),

@@ -40,6 +40,7 @@ class WindowRules:
     empty_allowed: bool = False  # since == until
     order_error: tuple[str, str] = ("since", "must be before {until}")  # (field, message) for until <= since
     until_first: bool = False  # read (and report) `until` before `since`/`lookback`
+    lookback_from_now: bool = False  # `lookback` reaches back from now (False: from `until`)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def parse_window(raw: Mapping[str, Any], rules: WindowRules, *, now: datetime, p
         return Window(errors=errors)
     assert until_us is not None
     if since_us is None:
-        since_us = until_us - _require(lookback_us)
+        since_us = (now_us if rules.lookback_from_now else until_us) - _require(lookback_us)
     if rules.bounds_us is not None:
         low, high = rules.bounds_us
         for name, value in (("since", since_us), ("until", until_us)):
