@@ -429,9 +429,7 @@ def _close(body: Mapping[str, Any], errors: _Errors, *, graph: bool = False) -> 
         else:
             params["reasonId"] = reason
 
-    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
-    if comment is not None:
-        params["comment"] = comment
+    _comment(body, params, errors)
     send_feedback = _flag(body.get("sendFeedback"), "sendFeedback", errors)
     allow_contact = _flag(body.get("allowContact"), "allowContact", errors)
     feedback = _text(body.get("feedbackText"), "feedbackText", MAX_TEXT, errors)
@@ -483,9 +481,7 @@ def _update(body: Mapping[str, Any], errors: _Errors, *, graph: bool) -> dict[st
             errors.add("assignedTo", f"must be a user (up to {MAX_EMAIL} characters) or null")
         else:
             params["assignedTo"] = owner
-    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
-    if comment is not None:
-        params["comment"] = comment
+    _comment(body, params, errors)
     if not any(k in params for k in ("status", "classification", "determination", "assignedTo", "comment")):
         errors.add(
             "status", "an update sets at least one of status, classification, determination, assignedTo"
@@ -512,6 +508,12 @@ def _update(body: Mapping[str, Any], errors: _Errors, *, graph: bool) -> dict[st
                 "comment", "needs status resolved and a classification on the Defender for Cloud Apps API"
             )
     return params
+
+
+def _comment(body: Mapping[str, Any], params: dict[str, Any], errors: _Errors) -> None:
+    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
+    if comment is not None:
+        params["comment"] = comment
 
 
 def _text(value: Any, path: str, max_len: int, errors: _Errors) -> str | None:
