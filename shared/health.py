@@ -256,8 +256,10 @@ def _now_iso() -> str:
 
 
 def _parse_iso(text: str) -> datetime | None:
+    from shared.timeparse import parse_instant
+
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text, "iso8601")
     except (ValueError, AttributeError):
         return None
 
