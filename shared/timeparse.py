@@ -25,6 +25,7 @@ _ISO_DURATION = re.compile(
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$")
 _RFC3339_NO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?$")
 
+_FIRST, _LAST = "0001-01-01", "9999-12-31"  # what a datetime holds
 InstantGrammar = Literal["rfc3339", "iso8601"]
 
 
@@ -113,7 +114,10 @@ def parse_instant(text: str, grammar: InstantGrammar) -> datetime:
         parsed = datetime.fromisoformat(text.upper())
     except ValueError:
         raise ValueError("is not a valid date-time (check the date and time fields)") from None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is still year 0 in UTC
+        raise ValueError(f"must lie between {_FIRST} and {_LAST} in UTC") from None
 
 
 def iso(moment: datetime) -> str:

@@ -17,6 +17,11 @@ from shared.timeparse import DurationGrammar, InstantGrammar, duration_seconds, 
 WINDOW_FIELDS = ("since", "until", "lookback")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+# The instants a datetime holds, as microseconds since the epoch.
+DATETIME_BOUNDS_US = (
+    (datetime.min.replace(tzinfo=UTC) - EPOCH) // _US,
+    (datetime.max.replace(tzinfo=UTC) - EPOCH) // _US,
+)
 _Fail = Callable[..., None]
 
 

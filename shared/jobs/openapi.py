@@ -26,6 +26,7 @@ _CORRELATION_HEADER = {
     "X-Correlation-ID": {"description": "The request's correlation id", "schema": {"type": "string"}}
 }
 
+
 def _schemas() -> dict[str, Any]:
     return {
         **SCHEMAS,  # the request bodies, as the validator reads them

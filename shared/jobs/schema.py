@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.alerts.window import WindowRules, parse_window
+from shared.alerts.window import DATETIME_BOUNDS_US, WindowRules, parse_window
 from shared.discovery.jobs import StorageAccount, parse_blob_ref, validate_stream
 from shared.discovery.sources import validate_source
 from shared.errors import ValidationError
@@ -102,6 +102,8 @@ API_WINDOW = WindowRules(
     max_span=timedelta(days=180),
     future_skew=timedelta(minutes=5),
     until_first=True,
+    bounds_us=DATETIME_BOUNDS_US,  # a lookback from early in year 1 would reach before it
+    bounds_message="must lie between 0001-01-01 and 9999-12-31",
 )
 MAX_FIELD_ERRORS = 50
 

@@ -90,3 +90,20 @@ def test_an_unreadable_time_is_reported_before_bad_filters_and_a_bad_range_after
         parse_job(json.dumps({"since": -5, **bad_filters}), now_ms=NOW_MS, default_job_id="j")
     with pytest.raises(ValidationError, match="since must lie between"):
         parse_job(json.dumps({"since": -5}), now_ms=NOW_MS, default_job_id="j")
+
+
+@pytest.mark.parametrize(
+    ("window", "path"),
+    [
+        ({"until": "0001-01-01T00:00:00+14:00"}, "window.until"),  # year 0 in UTC
+        ({"since": "0001-01-01T00:00:00+01:00"}, "window.since"),
+        ({"until": "0001-01-01T10:00:00Z", "lookback": "1d"}, "window.since"),  # reaches before year 1
+    ],
+)
+def test_an_api_window_outside_what_a_date_holds_is_a_field_error(window: dict, path: str) -> None:
+    """These raised OverflowError (a 500) before; a caller's body never may."""
+    from shared.jobs.schema import ValidationContext, validate_job
+
+    with pytest.raises(ValidationError) as caught:
+        validate_job({"action": "alerts.fetch", "window": window}, ValidationContext(now=NOW))
+    assert "0001-01-01 and 9999-12-31" in caught.value.field_errors[path]
