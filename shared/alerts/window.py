@@ -14,7 +14,6 @@ from typing import Any
 
 from shared.timeparse import DurationGrammar, InstantGrammar, duration_seconds, parse_instant
 
-WINDOW_FIELDS = ("since", "until", "lookback")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # The instants a datetime holds, as microseconds since the epoch.
@@ -130,7 +129,7 @@ def parse_window(raw: Mapping[str, Any], rules: WindowRules, *, now: datetime, p
         until_us = read_until()
     if errors:
         return Window(errors=errors)
-    assert until_us is not None
+    until_us = _require(until_us)
     if since_us is None:
         since_us = (now_us if rules.lookback_from_now else until_us) - _require(lookback_us)
     if rules.bounds_us is not None:
@@ -158,7 +157,7 @@ def _instant(value: Any, name: str, rules: WindowRules, fail: _Fail) -> int | No
     except ValueError as exc:
         fail(name, f"must be {rules.instant_hint}, got {value!r}" if rules.echo_bad_instant else str(exc))
         return None
-    if rules.epoch_ms:  # the pull engine's resolution: whole milliseconds, as it always read them
+    if rules.epoch_ms:  # a surface of epoch milliseconds works in whole milliseconds
         return int(moment.timestamp() * 1000) * 1000
     return _us(moment)
 
@@ -178,7 +177,7 @@ def _lookback(value: Any, given: bool, rules: WindowRules, fail: _Fail) -> int |
         days = rules.max_span.days
         fail("lookback", f"must be at most {days} days (the service keeps alerts for {days} days)")
         return None
-    if rules.epoch_ms:
+    if rules.epoch_ms:  # whole milliseconds, as above
         return int(seconds * 1000) * 1000
     return round(seconds * 1_000_000)
 
