@@ -19,7 +19,6 @@ MCAS_ALERT_SOURCE; each source keeps its own checkpoint.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
@@ -94,13 +93,12 @@ def register(subparsers: Any) -> None:
 def _since_ms(value: str, *, option: str = "--since") -> int:
     """An ISO-8601 time (UTC if no offset) as epoch ms; refused beyond now (plus clock skew)."""
     from shared.alerts.checkpoints import CLOCK_SKEW_S, iso_ms
+    from shared.timeparse import parse_instant
 
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = parse_instant(value, "iso8601")
     except ValueError:
         raise UsageError(option, f"must be ISO-8601 such as 2025-01-31T00:00:00Z, got {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
     ms = int(moment.timestamp() * 1000)
     now_ms = int(time.time() * 1000)
     if ms > now_ms + CLOCK_SKEW_S * 1000:
@@ -114,11 +112,13 @@ def _since_ms(value: str, *, option: str = "--since") -> int:
 
 def lookback_s(value: str) -> float:
     """`--lookback` needs a unit: `24` alone is refused rather than read as 24 seconds."""
-    from shared.alerts.config import parse_duration
+    from dataclasses import replace
+
+    from shared.timeparse import SETTING_DURATION, setting_seconds
 
     if value.strip() and value.strip()[-1:].isdigit():
         raise UsageError("--lookback", f"needs a unit, e.g. {value.strip()}h, {value.strip()}d or 90m")
-    return parse_duration(value, name="--lookback")
+    return setting_seconds(value, name="--lookback", grammar=replace(SETTING_DURATION, bare_unit=None))
 
 
 def _quiet_sdk_logs(args: argparse.Namespace) -> None:

@@ -140,9 +140,9 @@ def health_timeout(settings: Settings) -> float:
 
 
 def max_pull_age(settings: Settings) -> float:
-    from shared.alerts.config import parse_duration
+    from shared.timeparse import setting_seconds
 
-    return parse_duration(_setting(settings, "MCAS_HEALTH_MAX_PULL_AGE"), name="MCAS_HEALTH_MAX_PULL_AGE")
+    return setting_seconds(_setting(settings, "MCAS_HEALTH_MAX_PULL_AGE"), name="MCAS_HEALTH_MAX_PULL_AGE")
 
 
 # -- keyvault ---------------------------------------------------------------------------------------
@@ -256,8 +256,10 @@ def _now_iso() -> str:
 
 
 def _parse_iso(text: str) -> datetime | None:
+    from shared.timeparse import parse_instant
+
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text, "iso8601")
     except (ValueError, AttributeError):
         return None
 

@@ -6,4 +6,5 @@
 - `sinks`: queue, blob, signed webhook and file sinks, each idempotent on redelivery.
 - `pull`: the page-by-page pull engine (timer and CLI).
 - `adhoc`: ad-hoc window pulls from the `mcas-alert-pull-jobs` queue.
+- `window`: since/lookback/until made absolute, one parser with a policy per surface (ad-hoc pulls, jobs API).
 """

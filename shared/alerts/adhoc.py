@@ -13,10 +13,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from shared.alerts.checkpoints import STREAM_ADHOC
-from shared.alerts.config import AlertConfig, parse_duration
+from shared.alerts.config import AlertConfig
 from shared.alerts.model import iso_utc_ms
 from shared.alerts.pull import (
     MAX_TIME_MS,
@@ -26,10 +25,12 @@ from shared.alerts.pull import (
     default_environment,
     run_tenants,
 )
+from shared.alerts.window import EPOCH, WindowRules, parse_window
 from shared.errors import ConfigurationError, McasError, ValidationError
 from shared.log_context import log_context
 from shared.mda.filters import Filter, filter_from_json
 from shared.settings import Settings, get_settings
+from shared.timeparse import SETTING_DURATION
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,23 @@ class PullJob:
         )
 
 
+# Any ISO-8601 (naive = UTC) or epoch milliseconds, the settings' duration grammar (`3600` = 3600 s); no cap,
+# but both ends must render as dates, since checkpoints and messages store them so.
+QUEUE_WINDOW = WindowRules(
+    instants="iso8601",
+    durations=SETTING_DURATION,
+    instant_hint="ISO-8601 or epoch milliseconds",
+    epoch_ms=True,
+    echo_bad_instant=True,
+    null_start_is_absent=False,
+    lookback_from_now=True,
+    lookback_must_be_text=False,
+    both_message="give since or lookback, not both",
+    bounds_us=(0, MAX_TIME_MS * 1000),
+    bounds_message="must lie between 1970-01-01 and 9999-12-31",
+    empty_allowed=True,
+    order_error=("until", "is before since"),
+)
 _JOB_KEYS = {"job_id", "tenant", "since", "until", "lookback", "filters", "correlationId", "correlation_id"}
 
 
@@ -72,40 +90,21 @@ def parse_job(body: str, *, now_ms: int, default_job_id: str) -> PullJob:
     tenant = raw.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise ValidationError("tenant must be a profile name")
-    if "since" in raw and "lookback" in raw:
-        raise ValidationError("give since or lookback, not both")
+    window = parse_window(raw, QUEUE_WINDOW, now=EPOCH + dt.timedelta(milliseconds=now_ms))
+    # The message's first problem is its reason: unreadable times, then filters, then the window they make.
+    for error in window.errors:
+        if error.parsing:
+            raise ValidationError(str(error))
     try:
-        if "since" in raw:
-            start_ms = _parse_time_ms(raw["since"], "since")
-        else:
-            start_ms = now_ms - int(parse_duration(str(raw.get("lookback", "24h")), name="lookback") * 1000)
-        end_ms = _parse_time_ms(raw["until"], "until") if raw.get("until") is not None else now_ms
         filters = filter_from_json(raw.get("filters"))
     except (ConfigurationError, ValueError) as exc:
         raise ValidationError(str(exc)) from None
     if "date" in filters.to_json():
         raise ValidationError("filters must not constrain date; use since/until")
-    for name, value in (("since", start_ms), ("until", end_ms)):
-        # Checkpoints and messages render times as dates: outside 1970..9999 they cannot be stored.
-        if not 0 <= value <= MAX_TIME_MS:
-            raise ValidationError(f"{name} must lie between 1970-01-01 and 9999-12-31")
-    if end_ms < start_ms:
-        raise ValidationError("until is before since")
+    if window.errors:
+        raise ValidationError(str(window.errors[0]))
+    start_ms, end_ms = window.since_ms, window.until_ms
     return PullJob(job_id, tenant, start_ms, end_ms, filters)
-
-
-def _parse_time_ms(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name} must be ISO-8601 or epoch milliseconds, got {value!r}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return int(moment.timestamp() * 1000)
-    raise ValueError(f"{name} must be ISO-8601 or epoch milliseconds")
 
 
 def run_job(

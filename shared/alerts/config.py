@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings, get_settings, is_loopback_host
+from shared.timeparse import setting_seconds
 
 SINK_NAMES = ("queue", "blob", "webhook", "logs")
 DEFAULT_SCHEDULE = "0 * * * * *"
@@ -38,19 +39,6 @@ DEFAULT_LOGS_SCOPE = "https://monitor.azure.com/.default"
 LOGS_CREDENTIALS = ("app", "managed_identity")
 _DCR_ID = re.compile(r"^dcr-[0-9a-fA-F]{32}$")
 _STREAM = re.compile(r"^Custom-[A-Za-z0-9_-]{1,200}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str, *, name: str = "duration") -> float:
-    """`90m`, `24h`, `7d`, `45s`, `2w` or plain seconds -> seconds (> 0)."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise ConfigurationError(name, f"must be a duration such as 90m, 24h or 7d, got {text!r}")
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2).lower()]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(name, f"must be longer than zero, got {text!r}")
-    return seconds
 
 
 def parse_sinks(raw: str | None) -> tuple[str, ...]:
@@ -195,7 +183,7 @@ class AlertConfig:
             webhook_url=webhook_url,
             webhook_secret_name=settings.get("MCAS_ALERT_WEBHOOK_SECRET_NAME", DEFAULT_WEBHOOK_SECRET_NAME)
             or DEFAULT_WEBHOOK_SECRET_NAME,
-            first_fetch_lookback_s=parse_duration(lookback, name="MCAS_FIRST_FETCH_LOOKBACK"),
+            first_fetch_lookback_s=setting_seconds(lookback, name="MCAS_FIRST_FETCH_LOOKBACK"),
             max_pages_per_run=int(
                 _number(settings, "MCAS_ALERTS_MAX_PAGES_PER_RUN", "100", integer=True, minimum=1)
             ),

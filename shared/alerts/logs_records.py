@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from shared.timeparse import parse_instant
+
 # "Fields over 64 KB are truncated" (Logs Ingestion limits); 64,000 bytes stays below either reading of KB.
 FIELD_MAX_BYTES = 64_000
 TABLE_FILE = Path(__file__).with_name("logs_table.json")
@@ -59,9 +61,7 @@ def _iso(value: Any) -> str | None:
         if isinstance(value, int | float):
             moment = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
         elif isinstance(value, str) and value:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.UTC)
+            moment = parse_instant(value, "iso8601")
         else:
             return None
     except (ValueError, OverflowError, OSError):

@@ -2,8 +2,8 @@
 
 Modules, one job each (all cheap to import; storage, Key Vault and HTTP libraries load inside the functions
 that use them):
-    schema       - job bodies -> normalised `JobSpec`, with field-level errors
-    timeparse    - ISO-8601 instants and lookback durations
+    request_schema - the job request body as JSON Schema (the validator's and the OpenAPI document's)
+    schema       - job bodies -> normalised `JobSpec`, with field-level errors and cross-field rules
     config       - the jobs/webhook settings, validated
     principal    - who called (signature caller, application, or user) and in which context jobs run
     signature    - Standard Webhooks request authentication: Key Vault secret, verification, replay refusal

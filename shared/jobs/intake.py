@@ -46,9 +46,9 @@ from shared.jobs.schema import (
 from shared.jobs.sealing import seal
 from shared.jobs.signature import SignatureAuthenticator, status_payload
 from shared.jobs.store import JobConflict, JobRecord, JobStore
-from shared.jobs.timeparse import iso
 from shared.jobs.views import job_view
 from shared.log_context import bind, log_context
+from shared.timeparse import iso
 
 log = logging.getLogger(__name__)
 

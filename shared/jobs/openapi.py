@@ -1,8 +1,9 @@
 """The OpenAPI 3 document of the jobs API, served at GET /api/openapi.json.
 
-Built from the same constants as the validator (shared/jobs/schema.py), so limits and enums cannot drift;
-rules that JSON Schema cannot say (reasonId per close kind, since xor lookback, loopback callbacks) are in the
-descriptions and enforced by `validate_job`. Schemathesis runs against this document in tests/jobs.
+The request-body schemas are the validator's own (shared/jobs/request_schema.py `SCHEMAS`), so fields, limits
+and enums cannot drift; rules that JSON Schema cannot say (reasonId per close kind, private and loopback
+callback hosts, the window's clock) are in the descriptions and enforced by `validate_job`. This module adds
+the paths, responses and security. Schemathesis runs against this document in tests/jobs.
 """
 
 from __future__ import annotations
@@ -12,246 +13,23 @@ import json
 from typing import Any
 
 from shared.jobs.http import ApiRequest, ApiResponse
-from shared.jobs.schema import (
-    ACTION_CLOSE,
-    ACTION_DISCOVERY_UPLOAD,
-    ACTION_FETCH,
-    ACTION_MARK_READ,
-    ACTION_MARK_UNREAD,
-    ACTION_UPDATE,
-    CLASSIFICATIONS,
-    CLOSE_KINDS,
-    CLOSE_REASONS,
-    DETERMINATIONS,
-    MAX_BLOB,
-    MAX_EMAIL,
-    MAX_FETCH_LIMIT,
-    MAX_FILTER_VALUES,
-    MAX_IDS,
-    MAX_MARK_IDS,
-    MAX_TENANT,
-    MAX_TEXT,
-    MAX_UPDATE_IDS,
-    MAX_URL,
-    RESOLUTION_STATUSES,
-    SEVERITIES,
-    UPDATE_STATUSES,
-)
+from shared.jobs.request_schema import SCHEMAS, ref
 from shared.jobs.store import STATUSES
 from shared.version import APP_VERSION
 
-_REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"{_REF}{name}"}
-
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
 
 
 _CORRELATION_HEADER = {
     "X-Correlation-ID": {"description": "The request's correlation id", "schema": {"type": "string"}}
 }
 
-_COMMON_PROPERTIES: dict[str, Any] = {
-    "tenant": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_TENANT,
-        "description": "Tenant profile name (MSSP setups); default: the first profile.",
-    },
-    "callbackUrl": {
-        "type": "string",
-        "pattern": r"^https://\S+$",
-        "maxLength": MAX_URL,
-        "description": "https URL that receives the finished job, signed per Standard Webhooks "
-        "(webhook-id `job_<jobId>`). Private and loopback hosts are refused.",
-    },
-}
-
-
-def _ids(limit: int) -> dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": limit,
-        "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,255}$"},
-        "description": "Alert ids: the MDA API's 24-hex `_id` on tenants whose alert source is `mda`, "
-        "Microsoft Graph alert ids on `graph` tenants; duplicates are ignored.",
-    }
-
-
-def _action(*names: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(names)}
-
-
-def _reasons() -> str:
-    parts = []
-    for kind, reasons in CLOSE_REASONS.items():
-        listed = ", ".join(f"{k} = {v}" for k, v in reasons.items()) or "none (omit reasonId)"
-        parts.append(f"{kind}: {listed}")
-    return "Documented reason per kind - " + "; ".join(parts) + "."
-
 
 def _schemas() -> dict[str, Any]:
-    text = {"type": "string", "maxLength": MAX_TEXT}
     return {
-        "Window": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "Give `since` or `lookback` (default lookback 24h); `until` defaults to now. "
-            "At most 180 days. Fixed when the job is accepted.",
-            "properties": {
-                "since": {"type": "string", "format": "date-time"},
-                "until": {"type": "string", "format": "date-time"},
-                "lookback": {
-                    "type": "string",
-                    "pattern": r"^(\d{1,7}[smhdwSMHDW]|[Pp]\S*)$",
-                    "description": "e.g. 90m, 24h, 7d or ISO-8601 PT24H",
-                },
-            },
-        },
-        "AlertFilters": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "severity": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"type": "string", "enum": list(SEVERITIES)},
-                },
-                "resolutionStatus": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"type": "string", "enum": list(RESOLUTION_STATUSES)},
-                },
-                "read": {"type": "boolean"},
-                "open": {"type": "boolean"},
-                "policyIds": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_FILTER_VALUES,
-                    "items": {"type": "string", "minLength": 1, "maxLength": 128},
-                },
-                "serviceIds": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_FILTER_VALUES,
-                    "items": {"type": "integer", "minimum": 0, "maximum": 2147483647},
-                },
-            },
-        },
-        "FetchJob": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action"],
-            "properties": {
-                "action": _action(ACTION_FETCH),
-                "window": _ref("Window"),
-                "filters": _ref("AlertFilters"),
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_FETCH_LIMIT, "default": 100},
-                **_COMMON_PROPERTIES,
-            },
-        },
-        "CloseJob": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action", "kind", "ids"],
-            "properties": {
-                "action": _action(ACTION_CLOSE),
-                "kind": {"type": "string", "enum": list(CLOSE_KINDS)},
-                "ids": _ids(MAX_IDS),
-                "reasonId": {"type": "integer", "description": _reasons()},
-                "comment": text,
-                "sendFeedback": {"type": "boolean", "default": False},
-                "feedbackText": {**text, "description": "Requires sendFeedback=true."},
-                "allowContact": {
-                    "type": "boolean",
-                    "default": False,
-                    "description": "Requires sendFeedback.",
-                },
-                "contactEmail": {
-                    "type": "string",
-                    "maxLength": MAX_EMAIL,
-                    "description": "An email address; required when allowContact=true.",
-                },
-                **_COMMON_PROPERTIES,
-            },
-        },
-        "MarkJob": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action", "ids"],
-            "properties": {
-                "action": _action(ACTION_MARK_READ, ACTION_MARK_UNREAD),
-                "ids": _ids(MAX_MARK_IDS),
-                **_COMMON_PROPERTIES,
-            },
-        },
-        "DiscoveryUploadJob": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action", "blob", "source", "stream"],
-            "description": "Application context only (signed requests or app tokens).",
-            "properties": {
-                "action": _action(ACTION_DISCOVERY_UPLOAD),
-                "blob": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_BLOB,
-                    "description": "<container>/<blob name>, or the URL of a blob in the app's own account.",
-                },
-                "source": {
-                    "type": "string",
-                    "pattern": "^[A-Za-z][A-Za-z0-9_]{1,63}$",
-                    "description": "A documented Cloud Discovery source id, e.g. PALO_ALTO.",
-                },
-                "stream": {"type": "string", "minLength": 1, "maxLength": 256},
-                "snapshot": {"type": "boolean", "default": False},
-                **_COMMON_PROPERTIES,
-            },
-        },
-        "UpdateJob": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action", "ids"],
-            "description": "Sets the triage state. Graph tenants: any of the fields. MDA tenants: only "
-            "status resolved with a classification (truePositive, falsePositive or "
-            "informationalExpectedActivity pick the close endpoint) and a comment; determination and "
-            "assignedTo are field errors there.",
-            "properties": {
-                "action": _action(ACTION_UPDATE),
-                "ids": _ids(MAX_UPDATE_IDS),
-                "status": {"type": "string", "enum": list(UPDATE_STATUSES)},
-                "classification": {"type": "string", "enum": list(CLASSIFICATIONS)},
-                "determination": {"type": "string", "enum": list(DETERMINATIONS)},
-                "assignedTo": {"type": "string", "maxLength": MAX_EMAIL, "nullable": True},
-                "comment": text,
-                **_COMMON_PROPERTIES,
-            },
-        },
-        "JobRequest": {
-            "oneOf": [
-                _ref("FetchJob"),
-                _ref("CloseJob"),
-                _ref("MarkJob"),
-                _ref("DiscoveryUploadJob"),
-                _ref("UpdateJob"),
-            ],
-            "discriminator": {
-                "propertyName": "action",
-                "mapping": {
-                    ACTION_FETCH: f"{_REF}FetchJob",
-                    ACTION_CLOSE: f"{_REF}CloseJob",
-                    ACTION_MARK_READ: f"{_REF}MarkJob",
-                    ACTION_MARK_UNREAD: f"{_REF}MarkJob",
-                    ACTION_DISCOVERY_UPLOAD: f"{_REF}DiscoveryUploadJob",
-                    ACTION_UPDATE: f"{_REF}UpdateJob",
-                },
-            },
-        },
+        **SCHEMAS,  # the request bodies, as the validator reads them
         "JobAccepted": {
             "type": "object",
             "required": ["jobId", "action", "status", "statusUrl", "correlationId", "idempotentReplay"],
@@ -370,7 +148,7 @@ def document() -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("JobRequest")}},
+                        "content": {"application/json": {"schema": ref("JobRequest")}},
                     },
                     "responses": {
                         "202": {
@@ -379,7 +157,7 @@ def document() -> dict[str, Any]:
                                 "Location": {"description": "The status URL", "schema": {"type": "string"}},
                                 **_CORRELATION_HEADER,
                             },
-                            "content": {"application/json": {"schema": _ref("JobAccepted")}},
+                            "content": {"application/json": {"schema": ref("JobAccepted")}},
                         },
                         "400": _error("Invalid JSON or job; `fieldErrors` names each bad field"),
                         **common_errors,
@@ -411,7 +189,7 @@ def document() -> dict[str, Any]:
                         "200": {
                             "description": "The job",
                             "headers": _CORRELATION_HEADER,
-                            "content": {"application/json": {"schema": _ref("Job")}},
+                            "content": {"application/json": {"schema": ref("Job")}},
                         },
                         **common_errors,
                         "404": _error("No such job (for this caller)"),

@@ -4,7 +4,8 @@ Pure: no I/O, no settings lookups (the caller passes the tenant names, the loopb
 discovery sources and the clock), so the HTTP intake, the worker and the property tests all validate the same
 way.
 
-Rules worth knowing (the OpenAPI document in shared/jobs/openapi.py says the same to callers):
+The fields, limits and enums are the request schema's (shared/jobs/request_schema.py, which the OpenAPI
+document publishes); this module adds the messages and the cross-field rules. Rules worth knowing:
 - unknown fields are errors (a typo such as `reasonID` must not be silently ignored on a close), and so are
   duplicate keys (`unique_keys`, used when the body is parsed: parsers disagree on which copy wins);
 - alert ids are the API's 24-hex `_id`s, at most `MAX_IDS` per job (the worker chunks them by 100 per API
@@ -24,54 +25,67 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.alerts import model as alert_model
+from shared.alerts.window import DATETIME_BOUNDS_US, WindowRules, parse_window
 from shared.discovery.jobs import StorageAccount, parse_blob_ref, validate_stream
 from shared.discovery.sources import validate_source
 from shared.errors import ValidationError
-from shared.jobs.timeparse import epoch_ms, iso, parse_duration, parse_instant
-from shared.outbound.addresses import is_public
-from shared.settings import is_loopback_host
-
-ACTION_FETCH = "alerts.fetch"
-ACTION_CLOSE = "alerts.close"
-ACTION_MARK_READ = "alerts.mark_read"
-ACTION_MARK_UNREAD = "alerts.mark_unread"
-ACTION_DISCOVERY_UPLOAD = "discovery.upload"
-ACTION_UPDATE = "alerts.update"
-ACTIONS: tuple[str, ...] = (
-    ACTION_FETCH,
+from shared.jobs.request_schema import (
     ACTION_CLOSE,
+    ACTION_DISCOVERY_UPLOAD,
+    ACTION_FETCH,
     ACTION_MARK_READ,
     ACTION_MARK_UNREAD,
-    ACTION_DISCOVERY_UPLOAD,
     ACTION_UPDATE,
+    ACTIONS,
+    CLASSIFICATIONS,
+    CLOSE_KINDS,
+    CLOSE_REASONS,
+    DEFAULT_FETCH_LIMIT,
+    DETERMINATIONS,
+    MAX_BLOB,
+    MAX_EMAIL,
+    MAX_FETCH_LIMIT,
+    MAX_FILTER_VALUES,
+    MAX_IDS,
+    MAX_MARK_IDS,
+    MAX_TENANT,
+    MAX_TEXT,
+    MAX_UPDATE_IDS,
+    MAX_URL,
+    RESOLUTION_STATUSES,
+    SCHEMA_BY_ACTION,
+    SEVERITIES,
+    UPDATE_STATUSES,
+    fields,
 )
-# alerts.update: Microsoft Graph's values (https://learn.microsoft.com/graph/api/resources/security-alert);
-# determinations in the spelling of Graph's service metadata.
-UPDATE_STATUSES: tuple[str, ...] = ("new", "inProgress", "resolved")
-CLASSIFICATIONS: tuple[str, ...] = (
-    "unknown",
-    "falsePositive",
-    "truePositive",
-    "informationalExpectedActivity",
-)
-DETERMINATIONS: tuple[str, ...] = (
-    "unknown",
-    "apt",
-    "malware",
-    "securityPersonnel",
-    "securityTesting",
-    "unwantedSoftware",
-    "other",
-    "multiStagedAttack",
-    "compromisedAccount",
-    "phishing",
-    "maliciousUserActivity",
-    "notMalicious",
-    "notEnoughDataToValidate",
-    "confirmedActivity",
-    "lineOfBusinessApplication",
-)
+from shared.outbound.addresses import is_public
+from shared.settings import is_loopback_host
+from shared.timeparse import API_DURATION, epoch_ms, iso
+
+# Limits, enums and actions live with the request schema (described once) and are re-exported for the actions.
+__all__ = [
+    "ACTIONS",
+    "ACTION_CLOSE",
+    "ACTION_DISCOVERY_UPLOAD",
+    "ACTION_FETCH",
+    "ACTION_MARK_READ",
+    "ACTION_MARK_UNREAD",
+    "ACTION_UPDATE",
+    "API_WINDOW",
+    "MAX_IDS",
+    "MAX_MARK_IDS",
+    "MDA_CLOSE_BY_CLASSIFICATION",
+    "RESOLUTION_STATUSES",
+    "SEVERITIES",
+    "DuplicateKey",
+    "JobSpec",
+    "ValidationContext",
+    "blob_reference_problem",
+    "callback_url_problem",
+    "unique_keys",
+    "validate_job",
+]
+
 # The MDA API can only close: a resolved classification picks the close endpoint.
 MDA_CLOSE_BY_CLASSIFICATION: dict[str, str] = {
     "truePositive": "true_positive",
@@ -79,26 +93,18 @@ MDA_CLOSE_BY_CLASSIFICATION: dict[str, str] = {
     "informationalExpectedActivity": "benign",
 }
 
-# The alert model owns the enums and close reasons; the jobs API names values by these tables.
-CLOSE_KINDS: tuple[str, ...] = alert_model.CLOSE_KINDS
-CLOSE_REASONS: Mapping[str, Mapping[int, str]] = alert_model.CLOSE_REASONS
-SEVERITIES: Mapping[str, int] = alert_model.SEVERITY_BY_NAME
-RESOLUTION_STATUSES: Mapping[str, int] = alert_model.RESOLUTION_STATUS_BY_NAME
-
-MAX_UPDATE_IDS = 100  # Graph updates one alert per call
-MAX_IDS = 500  # close: bulk calls of 100; also keeps a job's spec well inside one 64 KiB Table property
-MAX_MARK_IDS = 100  # mark read/unread is one API call per alert under the tenant's 30 requests/minute
-MAX_TEXT = 1000
-MAX_EMAIL = 254
-MAX_URL = 2048
-MAX_BLOB = 1024
-MAX_TENANT = 64
-MAX_FILTER_VALUES = 100
-MAX_FETCH_LIMIT = 1000
-DEFAULT_FETCH_LIMIT = 100
-DEFAULT_LOOKBACK = timedelta(hours=24)
-MAX_WINDOW = timedelta(days=180)  # the service keeps alerts for 180 days
-FUTURE_SKEW = timedelta(minutes=5)
+# The jobs API's window: RFC 3339 instants, `90m|24h|7d|2w` or ISO durations, at most 180 days (the service
+# keeps alerts for 180 days), `until` not in the future.
+API_WINDOW = WindowRules(
+    instants="rfc3339",
+    durations=API_DURATION,
+    instant_hint="an ISO-8601 date-time string such as 2024-05-01T10:00:00Z",
+    max_span=timedelta(days=180),
+    future_skew=timedelta(minutes=5),
+    until_first=True,
+    bounds_us=DATETIME_BOUNDS_US,  # a lookback from early in year 1 would reach before it
+    bounds_message="must lie between 0001-01-01 and 9999-12-31",
+)
 MAX_FIELD_ERRORS = 50
 
 ALERT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
@@ -107,19 +113,8 @@ EMAIL = re.compile(
     r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
 
-_COMMON_FIELDS = frozenset({"action", "tenant", "callbackUrl"})
-_ACTION_FIELDS: dict[str, frozenset[str]] = {
-    ACTION_FETCH: frozenset({"window", "filters", "limit"}),
-    ACTION_CLOSE: frozenset(
-        {"kind", "ids", "reasonId", "comment", "sendFeedback", "feedbackText", "allowContact", "contactEmail"}
-    ),
-    ACTION_MARK_READ: frozenset({"ids"}),
-    ACTION_MARK_UNREAD: frozenset({"ids"}),
-    ACTION_DISCOVERY_UPLOAD: frozenset({"blob", "source", "stream", "snapshot"}),
-    ACTION_UPDATE: frozenset({"ids", "status", "classification", "determination", "assignedTo", "comment"}),
-}
-_WINDOW_FIELDS = frozenset({"since", "until", "lookback"})
-_FILTER_FIELDS = frozenset({"severity", "resolutionStatus", "read", "open", "policyIds", "serviceIds"})
+_WINDOW_FIELDS = fields("Window")
+_FILTER_FIELDS = fields("AlertFilters")
 
 
 class DuplicateKey(ValueError):
@@ -202,7 +197,7 @@ def validate_job(body: Any, context: ValidationContext) -> JobSpec:
     if not isinstance(action, str) or action not in ACTIONS:
         errors.add("action", f"must be one of {', '.join(ACTIONS)}")
         raise ValidationError("the job is invalid", field_errors=errors.items)
-    allowed = _COMMON_FIELDS | _ACTION_FIELDS[action]
+    allowed = fields(SCHEMA_BY_ACTION[action])
     for key in body:
         if key not in allowed:
             errors.add(_child("", key), f"is not a field of {action} jobs")
@@ -315,62 +310,12 @@ def _window(
     for key in value:
         if key not in _WINDOW_FIELDS:
             errors.add(_child("window", key), "is not a window field (since, until, lookback)")
-    ok = True
-    until = context.now
-    if value.get("until") is not None:
-        until_value = _instant(value["until"], "window.until", errors)
-        if until_value is None:
-            ok = False
-        elif until_value > context.now + FUTURE_SKEW:
-            errors.add("window.until", "must not be in the future")
-            ok = False
-        else:
-            until = until_value
-    has_since, has_lookback = value.get("since") is not None, value.get("lookback") is not None
-    since: datetime | None = None
-    if has_since and has_lookback:
-        errors.add("window", "give either since or lookback, not both")
+    window = parse_window(value, API_WINDOW, now=context.now, prefix="window")
+    for error in window.errors:
+        errors.add(error.path, error.problem)
+    if window.errors:
         return None, None
-    if has_since:
-        since = _instant(value["since"], "window.since", errors)
-    else:
-        lookback = DEFAULT_LOOKBACK
-        if has_lookback:
-            raw = value["lookback"]
-            try:
-                if not isinstance(raw, str):
-                    raise ValueError("must be a duration string such as 24h")
-                lookback = parse_duration(raw)
-            except ValueError as exc:
-                errors.add("window.lookback", str(exc))
-                return None, None
-            if lookback <= timedelta(0):
-                errors.add("window.lookback", "must be longer than zero")
-                return None, None
-        if lookback > MAX_WINDOW:
-            errors.add("window.lookback", "must be at most 180 days (the service keeps alerts for 180 days)")
-            return None, None
-        since = until - lookback
-    if since is None or not ok:
-        return None, None
-    if since >= until:
-        errors.add("window.since", "must be before window.until")
-        return None, None
-    if until - since > MAX_WINDOW:
-        errors.add("window", "must span at most 180 days")
-        return None, None
-    return since, until
-
-
-def _instant(value: Any, path: str, errors: _Errors) -> datetime | None:
-    if not isinstance(value, str):
-        errors.add(path, "must be an ISO-8601 date-time string such as 2024-05-01T10:00:00Z")
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        errors.add(path, str(exc))
-        return None
+    return window.since, window.until
 
 
 def _filters(value: Any, errors: _Errors) -> dict[str, Any]:
@@ -486,9 +431,7 @@ def _close(body: Mapping[str, Any], errors: _Errors, *, graph: bool = False) -> 
         else:
             params["reasonId"] = reason
 
-    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
-    if comment is not None:
-        params["comment"] = comment
+    _comment(body, params, errors)
     send_feedback = _flag(body.get("sendFeedback"), "sendFeedback", errors)
     allow_contact = _flag(body.get("allowContact"), "allowContact", errors)
     feedback = _text(body.get("feedbackText"), "feedbackText", MAX_TEXT, errors)
@@ -540,9 +483,7 @@ def _update(body: Mapping[str, Any], errors: _Errors, *, graph: bool) -> dict[st
             errors.add("assignedTo", f"must be a user (up to {MAX_EMAIL} characters) or null")
         else:
             params["assignedTo"] = owner
-    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
-    if comment is not None:
-        params["comment"] = comment
+    _comment(body, params, errors)
     if not any(k in params for k in ("status", "classification", "determination", "assignedTo", "comment")):
         errors.add(
             "status", "an update sets at least one of status, classification, determination, assignedTo"
@@ -569,6 +510,12 @@ def _update(body: Mapping[str, Any], errors: _Errors, *, graph: bool) -> dict[st
                 "comment", "needs status resolved and a classification on the Defender for Cloud Apps API"
             )
     return params
+
+
+def _comment(body: Mapping[str, Any], params: dict[str, Any], errors: _Errors) -> None:
+    comment = _text(body.get("comment"), "comment", MAX_TEXT, errors)
+    if comment is not None:
+        params["comment"] = comment
 
 
 def _text(value: Any, path: str, max_len: int, errors: _Errors) -> str | None:

@@ -45,7 +45,7 @@ class JobFailed(Exception):
 
 
 def _now_iso() -> str:
-    from shared.jobs.timeparse import iso
+    from shared.timeparse import iso
 
     return iso(datetime.now(UTC))
 

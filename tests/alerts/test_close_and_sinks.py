@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from shared.alerts.adhoc import parse_job
-from shared.alerts.config import AlertConfig, parse_duration, parse_sinks, validate_webhook_url
+from shared.alerts.config import AlertConfig, parse_sinks, validate_webhook_url
 from shared.alerts.model import normalize
 from shared.alerts.sinks import (
     QUEUE_MESSAGE_MAX_BYTES,
@@ -23,6 +23,7 @@ from shared.errors import ConfigurationError, ValidationError
 from shared.mda.errors import BadRequestError, ServerError
 from shared.settings import Settings
 from shared.standard_webhooks import verify
+from shared.timeparse import setting_seconds
 from tests.alerts.fakes import T0_MS, FakeClock, StoreSession, make_api, make_store, response
 from tests.outbound.fakes import ScriptedPoster, public
 
@@ -279,7 +280,7 @@ def test_alert_settings_defaults_and_validation():
     assert (config.sinks, config.first_fetch_lookback_s, config.max_pages_per_run) == ((), 86400, 100)
     assert (config.time_budget_s, config.settle_s, config.lease_s) == (480, 60, 120)
     assert parse_sinks("queue, blob,queue") == ("queue", "blob") and parse_sinks("none") == ()
-    assert parse_duration("90m") == 5400 and parse_duration("7d") == 604800
+    assert setting_seconds("90m", name="x") == 5400 and setting_seconds("7d", name="x") == 604800
     with pytest.raises(ConfigurationError, match="MCAS_ALERT_SINKS"):
         AlertConfig.from_settings(_settings(MCAS_ALERT_SINKS="queue,kafka"))
     with pytest.raises(ConfigurationError, match="MCAS_ALERT_WEBHOOK_URL"):

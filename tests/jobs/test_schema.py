@@ -10,7 +10,7 @@ import pytest
 from shared.discovery.jobs import StorageAccount
 from shared.errors import ValidationError
 from shared.jobs.schema import MAX_IDS, MAX_MARK_IDS, JobSpec, ValidationContext, validate_job
-from shared.jobs.timeparse import parse_duration
+from shared.timeparse import API_DURATION, parse_duration
 from tests.jobs.builders import ALERT_IDS
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -193,13 +193,13 @@ def test_bad_filters():
     [("90m", 90), ("24h", 1440), ("7d", 10080), ("PT1H30M", 90), ("P1DT12H", 2160), ("2w", 20160)],
 )
 def test_durations(text, minutes):
-    assert parse_duration(text) == timedelta(minutes=minutes)
+    assert parse_duration(text, API_DURATION) == timedelta(minutes=minutes)
 
 
 @pytest.mark.parametrize("text", ["", "P", "PT", "1y", "-5m", "P1DT", "m5"])
 def test_bad_durations(text):
     with pytest.raises(ValueError):
-        parse_duration(text)
+        parse_duration(text, API_DURATION)
 
 
 @pytest.mark.parametrize(
