@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,6 +49,13 @@ class AlertWorld:
             "PYTHONPATH": str(ROOT),
             **settings,
         }
+        os.environ["REQUESTS_CA_BUNDLE"] = self.sim.bundle_file  # this process's own calls trust it too
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def seed(self, count: int) -> None:
         """`count` alerts over the last two days (30% in bursts), the same every run."""
@@ -83,6 +90,16 @@ def floor_s(requests: int, limit: int, window_s: float) -> float:
     """The least time `requests` requests take under `limit` per rolling `window_s`: request R cannot start
     before floor((R-1)/limit) windows have passed."""
     return ((requests - 1) // limit) * window_s
+
+
+def run_each(wanted: set[str], benches: Mapping[str, Callable[[], Mapping[str, Any]]]) -> dict[str, Any]:
+    """The report of each wanted bench, in order, each printed as soon as it is done."""
+    report: dict[str, Any] = {}
+    for name, bench in benches.items():
+        if name in wanted:
+            report[name] = bench()
+            print(f"{name}:", json.dumps(report[name]), flush=True)
+    return report
 
 
 def run_benches(prefix: str, json_out: Path | None, benches: Callable[[Path], Mapping[str, Any]]) -> int:

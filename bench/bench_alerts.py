@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alert_world import ROOT, AlertWorld, floor_s, run_benches
+from alert_world import ROOT, AlertWorld, floor_s, run_benches, run_each
 
 
 class World(AlertWorld):
@@ -295,26 +294,17 @@ def main() -> int:
     wanted = set(args.only or ["throughput", "concurrent", "kill", "cpu"])
 
     def benches(workdir: Path) -> dict[str, Any]:
-        report: dict[str, Any] = {}
-        if "cpu" in wanted:
-            report["cpu"] = bench_cpu()
-            print("cpu:", json.dumps(report["cpu"]), flush=True)
-        if not wanted & {"throughput", "concurrent", "kill"}:
-            return report
-        world = World(workdir, window_s=args.window)
-        os.environ["REQUESTS_CA_BUNDLE"] = world.sim.bundle_file
-        try:
-            if "throughput" in wanted:
-                report["throughput"] = bench_throughput(world, window_s=args.window)
-                print("throughput:", json.dumps(report["throughput"]), flush=True)
-            if "concurrent" in wanted:
-                report["concurrent"] = bench_concurrent(world, workdir)
-                print("concurrent:", json.dumps(report["concurrent"]), flush=True)
-            if "kill" in wanted:
-                report["kill"] = bench_kill(world, workdir, trials=args.trials)
-                print("kill:", json.dumps(report["kill"]), flush=True)
-        finally:
-            world.close()
+        report = run_each(wanted, {"cpu": bench_cpu})
+        if wanted & {"throughput", "concurrent", "kill"}:
+            with World(workdir, window_s=args.window) as world:
+                report |= run_each(
+                    wanted,
+                    {
+                        "throughput": lambda: bench_throughput(world, window_s=args.window),
+                        "concurrent": lambda: bench_concurrent(world, workdir),
+                        "kill": lambda: bench_kill(world, workdir, trials=args.trials),
+                    },
+                )
         return report
 
     return run_benches("bench-alerts-", args.json, benches)

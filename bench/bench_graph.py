@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from alert_world import AlertWorld, floor_s, run_benches
+from alert_world import AlertWorld, floor_s, run_benches, run_each
 
 GRAPH_LIMIT = 150
 
@@ -206,22 +205,15 @@ def main() -> int:
         wanted.add("throughput")  # idle pulls continue the throughput run's checkpoint
 
     def benches(workdir: Path) -> dict[str, Any]:
-        report: dict[str, Any] = {}
-        world = World(workdir, window_s=args.window)
-        os.environ["REQUESTS_CA_BUNDLE"] = world.sim.bundle_file
-        try:
-            if "throughput" in wanted:
-                report["throughput"] = bench_throughput(world)
-                print("throughput:", json.dumps(report["throughput"]), flush=True)
-            if "idle" in wanted:
-                report["idle"] = bench_idle(world)
-                print("idle:", json.dumps(report["idle"]), flush=True)
-            if "kill" in wanted:
-                report["kill"] = bench_kill(world, workdir, trials=args.trials)
-                print("kill:", json.dumps(report["kill"]), flush=True)
-        finally:
-            world.close()
-        return report
+        with World(workdir, window_s=args.window) as world:
+            return run_each(
+                wanted,
+                {
+                    "throughput": lambda: bench_throughput(world),
+                    "idle": lambda: bench_idle(world),
+                    "kill": lambda: bench_kill(world, workdir, trials=args.trials),
+                },
+            )
 
     return run_benches("bench-graph-", args.json, benches)
 
