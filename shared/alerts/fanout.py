@@ -47,7 +47,6 @@ from shared.alerts.pull import (
     PullOptions,
     PullResult,
     plan_sources,
-    pull_tenant,
     record_health,
     record_metrics,
 )
@@ -572,18 +571,7 @@ def _pull_feeds(
     pull_env = _pull_environment(env, api=api, sinks=sinks)
     results: list[PullResult] = []
     for run_options, source in plan_sources(target.profile, options, pull_env):
-        feed_result = pull_tenant(
-            target.profile,
-            run_options,
-            source=source,
-            store=env.store,
-            sinks=sinks,
-            deadline=deadline,
-            clock=env.clock,
-            wall=env.wall,
-            sleep=env.sleep,
-        )
-        results.append(feed_result)
+        results.append(pull_env.pull(target.profile, run_options, source, deadline))
     for earlier in results[:-1]:
         _report(earlier, env)
     return results[-1]

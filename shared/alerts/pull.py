@@ -415,6 +415,22 @@ class PullEnvironment:
     graph_for: Callable[[TenantProfile], GraphAlertsApi] | None = None
     graph_overlap_s: float = 300.0
 
+    def pull(
+        self, profile: TenantProfile, options: PullOptions, source: AlertSource, deadline: float
+    ) -> PullResult:
+        """One feed of one tenant (see `plan_sources`) through this environment's store, sinks and clocks."""
+        return pull_tenant(
+            profile,
+            options,
+            source=source,
+            store=self.store,
+            sinks=self.sinks,
+            deadline=deadline,
+            clock=self.clock,
+            wall=self.wall,
+            sleep=self.sleep,
+        )
+
 
 def plan_sources(
     profile: TenantProfile, options: PullOptions, env: PullEnvironment
@@ -570,17 +586,7 @@ def run_tenant(
             failed.terminal = isinstance(exc, TerminalError)
             runs, results = [], [failed]
         for run_options, source in runs:
-            result = pull_tenant(
-                profile,
-                run_options,
-                source=source,
-                store=env.store,
-                sinks=env.sinks,
-                deadline=deadline,
-                clock=env.clock,
-                wall=env.wall,
-                sleep=env.sleep,
-            )
+            result = env.pull(profile, run_options, source, deadline)
             _safe_record(env.recorder, result)
             record_metrics(result)
             _log_result(result)
