@@ -128,8 +128,8 @@ def pull_tenant(
 
         source = MdaAlertSource(api, tenant=profile.name)
     run = TenantRun(
-        profile,
-        options,
+        profile=profile,
+        options=options,
         source=source,
         store=store,
         sinks=sinks,
@@ -137,47 +137,38 @@ def pull_tenant(
         clock=clock,
         wall=wall,
         sleep=sleep,
-        run_id=run_id or uuid.uuid4().hex[:12],
+        owner=run_id or uuid.uuid4().hex[:12],
         on_page=on_page,
     )
     return run.run()
 
 
+@dataclass(kw_only=True)
 class TenantRun:
     """One run of one feed of one tenant: the run's environment, its latest checkpoint and its result, with
     one short method per step (lease, read pages, claim, deliver, commit, finish, release, report)."""
 
-    def __init__(
-        self,
-        profile: TenantProfile,
-        options: PullOptions,
-        *,
-        source: AlertSource,
-        store: CheckpointStore,
-        sinks: Sequence[Sink],
-        deadline: float,
-        clock: Callable[[], float],
-        wall: Callable[[], float],
-        sleep: Callable[[float], None],
-        run_id: str,
-        on_page: Callable[[AlertBatch, Checkpoint], None] | None,
-    ) -> None:
-        self.profile, self.options, self.source, self.store, self.sinks = (
-            profile,
-            options,
-            source,
-            store,
-            sinks,
+    profile: TenantProfile
+    options: PullOptions
+    source: AlertSource
+    store: CheckpointStore
+    sinks: Sequence[Sink]
+    deadline: float  # on `clock`
+    clock: Callable[[], float]
+    wall: Callable[[], float]
+    sleep: Callable[[float], None]
+    owner: str  # the run id: the lease's owner
+    on_page: Callable[[AlertBatch, Checkpoint], None] | None = None
+    # The latest checkpoint this run read or wrote (with its ETag): the one the next write must match.
+    cp: Checkpoint | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.key = self.options.key or self.profile.name
+        self.started_wall, self.started = self.wall(), self.clock()
+        self.result = PullResult(
+            self.profile.name, self.options.stream, self.key, self.owner, _iso(self.started_wall)
         )
-        self.deadline, self.clock, self.wall, self.sleep = deadline, clock, wall, sleep
-        self.on_page = on_page
-        self.owner = run_id
-        self.key = options.key or profile.name
-        self.started_wall, self.started = wall(), clock()
-        self.result = PullResult(profile.name, options.stream, self.key, run_id, _iso(self.started_wall))
         self.stats = RequestStats()
-        # The latest checkpoint this run read or wrote (with its ETag): the one the next write must match.
-        self.cp: Checkpoint | None = None
 
     def run(self) -> PullResult:
         result, stream, key = self.result, self.options.stream, self.key
