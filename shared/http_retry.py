@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     from shared.auth import ApiCredential
 
-log = logging.getLogger(__name__)
-
 # A page of 100 alerts is well under 1 MB; an answer far beyond that is a fault, not data worth buffering.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
@@ -101,6 +99,7 @@ class SendFailed(Exception):
 class RetryingClient:
     """The shared request loop; subclasses set the class attributes and implement the policy hooks."""
 
+    log: ClassVar[logging.Logger] = logging.getLogger(__name__)  # subclasses: their module's logger
     budget_name: ClassVar[str] = "request budget"  # how a limiter refusal names the budget
     too_large: ClassVar[str] = "the answer is larger than {limit} bytes; refused"
     extra_headers: ClassVar[Mapping[str, str]] = {}
@@ -197,7 +196,7 @@ class RetryingClient:
                 raise
             raise SendFailed(error, retryable=self._transport_retryable(exc)) from exc
         elapsed_ms = (self._clock() - started) * 1000
-        log.debug("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
+        self.log.debug("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
         return response, body, limit
 
     def _decide_next(self, call: Call, response: requests.Response, error: ApiError, tries: Tries) -> None:
@@ -205,7 +204,7 @@ class RetryingClient:
         method, path, status = call.method, call.path, response.status_code
         if status == 401 and not tries.reauthorized:
             # The cached token may be revoked or expired early: fetch a fresh one, once.
-            log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
+            self.log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
             self._credential.invalidate()
             tries.reauthorized = True
             return
@@ -216,7 +215,7 @@ class RetryingClient:
             if tries.throttles > self._max_throttle_retries:
                 raise error
             wait = self._throttle_wait(response, error, tries)
-            log.warning("%s %s answered %s; waiting %.1f s", method, path, status, wait)
+            self.log.warning("%s %s answered %s; waiting %.1f s", method, path, status, wait)
             self._limiter.penalize(wait)
             self._sleep_within(wait, call.deadline, error)
             self._count(call.stats, throttle_wait_s=wait)
@@ -229,7 +228,7 @@ class RetryingClient:
 
     def _retry_later(self, call: Call, error: ApiError, attempt: int) -> None:
         wait = self._backoff.delay(attempt)
-        log.warning(
+        self.log.warning(
             "%s %s failed (%s); retry %d in %.2f s",
             call.method,
             call.path,

@@ -17,6 +17,7 @@ body; the Authorization header is never logged and never part of an error.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,6 +46,7 @@ class GraphClient(RetryingClient):
     """HTTP core for one tenant's Graph calls. Build it with `graph_client_for`; tests inject the seams.
     The request loop is shared/http_retry.py's; this class holds Graph's policy."""
 
+    log = logging.getLogger(__name__)
     budget_name = "Graph budget"
     too_large = "the answer is too large; refused"
     extra_headers = {"Prefer": PREFER_HEADER}

@@ -1,6 +1,8 @@
 """The one way this app talks to the Defender for Cloud Apps REST API.
 
-Every call goes through `MdaClient.request`, which owns the policies other integrations get wrong:
+Every call goes through `MdaClient.request` (the request loop, shared with the Graph client, is in
+shared/http_retry.py; this module holds the API's policy), which owns the policies other integrations get
+wrong:
 - one pooled `requests.Session` per worker and a timeout on every call;
 - the tenant-wide distributed rate limiter (shared/ratelimit.py) before every attempt, so the client stays
   under 30 requests per minute per tenant across all instances;
@@ -104,6 +106,7 @@ class MdaClient(RetryingClient):
     """HTTP core for one tenant (and one identity). Build it with `client_for`; tests inject the seams.
     The request loop is shared/http_retry.py's; this class holds the API's policy."""
 
+    log = log
     budget_name = "request budget"
     too_large = "the answer is larger than {limit} bytes; refused"
 
