@@ -24,6 +24,7 @@ from shared.mda.errors import (
     ThrottledError,
 )
 from tests.alerts.fakes import FakeClock
+from tests.alerts.test_graph_unit import Script
 
 
 class Credential:
@@ -48,20 +49,6 @@ class Limiter:
 
     def penalize(self, seconds: float) -> None:
         self.penalties.append(seconds)
-
-
-class Script:
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.sent: list[dict[str, Any]] = []
-
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        self.sent.append({"method": method, "url": url, **kwargs})
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        result: requests.Response = answer
-        return result
 
 
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
