@@ -21,70 +21,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-DAY_MS = 86_400_000
+from alert_world import ROOT, AlertWorld, floor_s, run_benches, run_each
 
 
-class World:
-    """A private simulator (one MDA tenant) and Azurite, with the app settings for a run against them."""
+class World(AlertWorld):
+    """The alert benchmarks' world with one MDA tenant under a compressed rate limit."""
 
     def __init__(self, workdir: Path, *, window_s: float, limit: int = 30) -> None:
-        from localdev.azurite import AzuriteHandle
-        from localdev.simulator.client import start_simulator
-
-        self.window_s, self.limit = window_s, limit
-        self.azurite = AzuriteHandle()
-        self.azurite.start()
-        self.sim_proc = start_simulator(
-            workdir / "sim", mda_tenants=["contoso"], rate_limit=limit, rate_window=window_s
+        super().__init__(
+            workdir,
+            window_s=window_s,
+            settings={"MCAS_RATE_LIMIT_PER_MINUTE": str(limit)},
+            rate_limit=limit,
+            rate_window=window_s,
         )
-        self.sim = self.sim_proc.handle
-        self.env = {
-            **os.environ,
-            **self.sim.app_env("contoso"),
-            "AzureWebJobsStorage": self.azurite.connection_string,
-            "MCAS_RATE_LIMIT_WINDOW_SECONDS": str(window_s),
-            "MCAS_RATE_LIMIT_PER_MINUTE": str(limit),
-            "MCAS_ALERTS_SETTLE_SECONDS": "0",
-            "MCAS_ALERTS_MAX_PAGES_PER_RUN": "100000",
-            "MCAS_ALERTS_TIME_BUDGET_SECONDS": "900",
-            "MCAS_ALERTS_LEASE_SECONDS": "10",
-            "MCAS_FIRST_FETCH_LOOKBACK": "30d",
-            "MCAS_ALERT_SINKS": "blob",
-            "PYTHONPATH": str(ROOT),
-        }
+        self.limit = limit
 
     def set_window(self, window_s: float) -> None:
         self.window_s = window_s
         self.sim.mda("contoso", "POST", "throttle", {"limit": self.limit, "window_s": window_s})
         self.env["MCAS_RATE_LIMIT_WINDOW_SECONDS"] = str(window_s)
 
-    def seed(self, count: int) -> set[str]:
-        now = int(time.time() * 1000)
-        self.sim.mda(
-            "contoso",
-            "POST",
-            "alerts/seed",
-            {
-                "count": count,
-                "seed": 4,
-                "start_ms": now - 2 * DAY_MS,
-                "end_ms": now - 2000,
-                "burst_share": 0.3,
-            },
-        )
+    def seed_ids(self, count: int) -> set[str]:
+        self.seed(count)
         return {a["_id"] for a in self.sim.mda("contoso", "GET", "alerts")["alerts"]}
 
     def throttle_stats(self) -> dict[str, Any]:
@@ -92,21 +59,6 @@ class World:
 
     def reset_throttle(self) -> None:
         self.sim.mda("contoso", "POST", "throttle/reset")
-
-    def apply_env(self, **extra: str) -> None:
-        from shared.caches import reset_all_caches
-
-        os.environ.clear()
-        os.environ.update({**self.env, **extra})
-        reset_all_caches()
-
-    def close(self) -> None:
-        self.sim_proc.stop()
-        self.azurite.stop()
-
-
-def floor_s(requests: int, limit: int, window_s: float) -> float:
-    return ((requests - 1) // limit) * window_s
 
 
 def _blob_ids(world: World, tenant: str) -> list[str]:
@@ -125,7 +77,7 @@ def bench_throughput(world: World, *, alerts: int = 20_000, window_s: float = 10
     from shared.alerts.pull import run_scheduled
 
     world.set_window(window_s)
-    seeded = world.seed(alerts)
+    seeded = world.seed_ids(alerts)
     # Cold start (Key Vault read, token, storage tables) measured apart with a one-request run, then one
     # window of rest so its request does not count against the timed pull's budget.
     from shared.storage import TABLE_CHECKPOINTS, table_client
@@ -187,7 +139,7 @@ def bench_concurrent(
     world: World, workdir: Path, *, alerts: int = 6_100, window_s: float = 5.0
 ) -> dict[str, Any]:
     world.set_window(window_s)
-    seeded = world.seed(alerts)
+    seeded = world.seed_ids(alerts)
     world.apply_env()
     # (a) the same tenant profile twice: the checkpoint lease serialises them; nothing is delivered twice.
     world.reset_throttle()
@@ -240,7 +192,7 @@ def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2
     world.set_window(1.0)
     # A short lease, so each rerun after a kill waits at most 3 s for the dead run's lease to expire.
     env = {**world.env, "MCAS_RATE_LIMIT_PER_MINUTE": "5", "MCAS_ALERTS_LEASE_SECONDS": "3"}
-    seeded = world.seed(alerts)
+    seeded = world.seed_ids(alerts)
     duration = calibrate(env, workdir)
     rng = random.Random(2024)
     results = []
@@ -340,37 +292,22 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     wanted = set(args.only or ["throughput", "concurrent", "kill", "cpu"])
-    report: dict[str, Any] = {}
-    if "cpu" in wanted:
-        report["cpu"] = bench_cpu()
-        print("cpu:", json.dumps(report["cpu"]), flush=True)
-    saved_env = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
-        workdir = Path(tmp)
-        world: World | None = None
-        try:
-            if wanted & {"throughput", "concurrent", "kill"}:
-                world = World(workdir, window_s=args.window)
-                os.environ["REQUESTS_CA_BUNDLE"] = world.sim.bundle_file
-                world.env["REQUESTS_CA_BUNDLE"] = world.sim.bundle_file
-            if "throughput" in wanted and world:
-                report["throughput"] = bench_throughput(world, window_s=args.window)
-                print("throughput:", json.dumps(report["throughput"]), flush=True)
-            if "concurrent" in wanted and world:
-                report["concurrent"] = bench_concurrent(world, workdir)
-                print("concurrent:", json.dumps(report["concurrent"]), flush=True)
-            if "kill" in wanted and world:
-                report["kill"] = bench_kill(world, workdir, trials=args.trials)
-                print("kill:", json.dumps(report["kill"]), flush=True)
-        finally:
-            if world is not None:
-                world.close()
-            os.environ.clear()
-            os.environ.update(saved_env)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    return 0
+
+    def benches(workdir: Path) -> dict[str, Any]:
+        report = run_each(wanted, {"cpu": bench_cpu})
+        if wanted & {"throughput", "concurrent", "kill"}:
+            with World(workdir, window_s=args.window) as world:
+                report |= run_each(
+                    wanted,
+                    {
+                        "throughput": lambda: bench_throughput(world, window_s=args.window),
+                        "concurrent": lambda: bench_concurrent(world, workdir),
+                        "kill": lambda: bench_kill(world, workdir, trials=args.trials),
+                    },
+                )
+        return report
+
+    return run_benches("bench-alerts-", args.json, benches)
 
 
 if __name__ == "__main__":

@@ -20,88 +20,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from alert_world import AlertWorld, floor_s, run_benches, run_each
 
-DAY_MS = 86_400_000
 GRAPH_LIMIT = 150
 
 
-class World:
-    """A private simulator (one MDA tenant with its Graph API) and Azurite, with the app settings."""
+class World(AlertWorld):
+    """The alert benchmarks' world with the tenant's alerts read through its Graph API."""
 
     def __init__(self, workdir: Path, *, window_s: float) -> None:
-        from localdev.azurite import AzuriteHandle
-        from localdev.simulator.client import start_simulator
-
-        self.window_s = window_s
-        self.azurite = AzuriteHandle()
-        self.azurite.start()
-        self.sim_proc = start_simulator(workdir / "sim", mda_tenants=["contoso"])
-        self.sim = self.sim_proc.handle
-        self.env = {
-            **os.environ,
-            **self.sim.app_env("contoso"),
-            "AzureWebJobsStorage": self.azurite.connection_string,
-            "REQUESTS_CA_BUNDLE": self.sim.bundle_file,
-            "MCAS_ALERT_SOURCE": "graph",
-            "MCAS_RATE_LIMIT_WINDOW_SECONDS": str(window_s),
-            "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": str(GRAPH_LIMIT),
-            "MCAS_ALERTS_SETTLE_SECONDS": "0",
-            "MCAS_ALERTS_MAX_PAGES_PER_RUN": "100000",
-            "MCAS_ALERTS_TIME_BUDGET_SECONDS": "900",
-            "MCAS_ALERTS_LEASE_SECONDS": "10",
-            "MCAS_FIRST_FETCH_LOOKBACK": "30d",
-            "MCAS_ALERT_SINKS": "blob",
-            "PYTHONPATH": str(ROOT),
-        }
+        super().__init__(
+            workdir,
+            window_s=window_s,
+            settings={"MCAS_ALERT_SOURCE": "graph", "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": str(GRAPH_LIMIT)},
+        )
         self.configure(limit=GRAPH_LIMIT, window_s=window_s, max_top=125)
 
     def configure(self, **config: Any) -> None:
         self.sim.graph("contoso", "POST", "config", config)
 
-    def seed(self, count: int) -> list[dict[str, Any]]:
-        now = int(time.time() * 1000)
-        self.sim.mda(
-            "contoso",
-            "POST",
-            "alerts/seed",
-            {
-                "count": count,
-                "seed": 4,
-                "start_ms": now - 2 * DAY_MS,
-                "end_ms": now - 2000,
-                "burst_share": 0.3,
-            },
-        )
+    def seed_feed(self, count: int) -> list[dict[str, Any]]:
+        self.seed(count)
         feed: list[dict[str, Any]] = self.sim.graph("contoso", "GET", "alerts")["alerts"]
         return feed
 
     def throttle_stats(self) -> dict[str, Any]:
         return dict(self.sim.graph("contoso", "GET", "throttle/stats"))
-
-    def apply_env(self, **extra: str) -> None:
-        from shared.caches import reset_all_caches
-
-        os.environ.clear()
-        os.environ.update({**self.env, **extra})
-        reset_all_caches()
-
-    def close(self) -> None:
-        self.sim_proc.stop()
-        self.azurite.stop()
-
-
-def floor_s(requests: int, limit: int, window_s: float) -> float:
-    return ((requests - 1) // limit) * window_s
 
 
 def _keys(feed: list[dict[str, Any]]) -> set[str]:
@@ -125,7 +75,7 @@ def _delivered(tenant: str) -> list[str]:
 def bench_throughput(world: World, *, alerts: int = 20_000) -> dict[str, Any]:
     from shared.alerts.pull import run_scheduled
 
-    feed = world.seed(alerts)
+    feed = world.seed_feed(alerts)
     # Cold start (Key Vault read, Graph token, storage tables) measured apart with a one-request run, then
     # one window of rest so its request does not count against the timed pull's budget.
     world.apply_env(MCAS_TENANT_NAME="graphcold")
@@ -202,7 +152,7 @@ def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2
         "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": "5",
         "MCAS_ALERTS_LEASE_SECONDS": "3",
     }
-    feed = world.seed(alerts)
+    feed = world.seed_feed(alerts)
     world.sim.graph("contoso", "POST", "alerts/change", {"count": 500, "status": "inProgress"})
     feed = world.sim.graph("contoso", "GET", "alerts")["alerts"]
     expected = _keys(feed)
@@ -253,30 +203,19 @@ def main() -> int:
     wanted = set(args.only or ["throughput", "idle", "kill"])
     if "idle" in wanted:
         wanted.add("throughput")  # idle pulls continue the throughput run's checkpoint
-    report: dict[str, Any] = {}
-    saved_env = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="bench-graph-") as tmp:
-        workdir = Path(tmp)
-        world = World(workdir, window_s=args.window)
-        os.environ["REQUESTS_CA_BUNDLE"] = world.sim.bundle_file
-        try:
-            if "throughput" in wanted:
-                report["throughput"] = bench_throughput(world)
-                print("throughput:", json.dumps(report["throughput"]), flush=True)
-            if "idle" in wanted:
-                report["idle"] = bench_idle(world)
-                print("idle:", json.dumps(report["idle"]), flush=True)
-            if "kill" in wanted:
-                report["kill"] = bench_kill(world, workdir, trials=args.trials)
-                print("kill:", json.dumps(report["kill"]), flush=True)
-        finally:
-            world.close()
-            os.environ.clear()
-            os.environ.update(saved_env)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    return 0
+
+    def benches(workdir: Path) -> dict[str, Any]:
+        with World(workdir, window_s=args.window) as world:
+            return run_each(
+                wanted,
+                {
+                    "throughput": lambda: bench_throughput(world),
+                    "idle": lambda: bench_idle(world),
+                    "kill": lambda: bench_kill(world, workdir, trials=args.trials),
+                },
+            )
+
+    return run_benches("bench-graph-", args.json, benches)
 
 
 if __name__ == "__main__":

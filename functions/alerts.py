@@ -19,6 +19,7 @@ shared/alerts/pull.py); the ad-hoc queue jobs run shared/alerts/adhoc.py.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import azure.functions as func
 
@@ -54,11 +55,7 @@ def alerts_tenant_pull(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.alerts.fanout import handle_tenant_message
 
     with log_context(invocation_id=context.invocation_id):  # the run adds its tenant
-        handle_tenant_message(
-            msg.get_body().decode("utf-8", errors="replace"),
-            message_id=msg.id,
-            dequeue_count=getattr(msg, "dequeue_count", None),
-        )
+        handle_tenant_message(_text(msg), **_delivery(msg))
 
 
 @bp.function_name(name="alerts_tenant_pull_poison")
@@ -70,11 +67,7 @@ def alerts_tenant_pull_poison(msg: func.QueueMessage, context: func.Context) -> 
     from shared.alerts.fanout import handle_poison_message
 
     with log_context(invocation_id=context.invocation_id):
-        handle_poison_message(
-            msg.get_body().decode("utf-8", errors="replace"),
-            message_id=msg.id,
-            dequeue_count=getattr(msg, "dequeue_count", None),
-        )
+        handle_poison_message(_text(msg), **_delivery(msg))
 
 
 @bp.function_name(name="alerts_pull_job")
@@ -83,11 +76,7 @@ def alerts_pull_job(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.alerts.adhoc import handle_job_message
 
     with log_context(invocation_id=context.invocation_id):  # the job adds its job id and correlation id
-        handle_job_message(
-            msg.get_body().decode("utf-8", errors="replace"),
-            message_id=msg.id,
-            dequeue_count=getattr(msg, "dequeue_count", None),
-        )
+        handle_job_message(_text(msg), **_delivery(msg))
 
 
 @bp.function_name(name="alerts_pull_job_poison")
@@ -103,6 +92,14 @@ def alerts_pull_job_poison(msg: func.QueueMessage, context: func.Context) -> Non
             source=f"{QUEUE_ALERT_PULL_JOBS}-poison",
             reason="alert pull job exhausted its retries",
             body=msg.get_body(),
-            message_id=msg.id,
-            dequeue_count=getattr(msg, "dequeue_count", None),
+            **_delivery(msg),
         )
+
+
+def _text(msg: func.QueueMessage) -> str:
+    return msg.get_body().decode("utf-8", errors="replace")
+
+
+def _delivery(msg: func.QueueMessage) -> dict[str, Any]:
+    """How a handler names the queue message in a dead letter: its id and how often it was delivered."""
+    return {"message_id": msg.id, "dequeue_count": getattr(msg, "dequeue_count", None)}

@@ -47,7 +47,6 @@ from shared.alerts.pull import (
     PullOptions,
     PullResult,
     plan_sources,
-    pull_tenant,
     record_health,
     record_metrics,
 )
@@ -401,39 +400,31 @@ def handle_tenant_message(
 ) -> TenantOutcome:
     """Queue entry: probe one tenant and pull it when there is something. Raises only to be retried."""
     env = env or default_tenant_environment()
-    try:
-        message = TenantMessage.parse(body)
-    except ValidationError as exc:
+
+    def reject(reason: str) -> None:
         env.dead_letter(
             source=env.queue_name,
-            reason=exc.reason,
+            reason=reason,
             body=body,
             message_id=message_id,
             dequeue_count=dequeue_count,
         )
+
+    try:
+        message = TenantMessage.parse(body)
+    except ValidationError as exc:
+        reject(exc.reason)
         return TenantOutcome("", "dead_lettered")
     with log_context(tenant=message.tenant):
         target, why_not = env.find(message.tenant)
         if target is None:
-            env.dead_letter(
-                source=env.queue_name,
-                reason=f"tenant {message.tenant!r} {why_not}: nothing to pull",
-                body=body,
-                message_id=message_id,
-                dequeue_count=dequeue_count,
-            )
+            reject(f"tenant {message.tenant!r} {why_not}: nothing to pull")
             return TenantOutcome(message.tenant, "dead_lettered")
         outcome = run_tenant(target, env)
         result = outcome.result
         if result is not None and result.error:
             if result.terminal:
-                env.dead_letter(
-                    source=env.queue_name,
-                    reason=f"tenant {target.name}: {result.error}",
-                    body=body,
-                    message_id=message_id,
-                    dequeue_count=dequeue_count,
-                )
+                reject(f"tenant {target.name}: {result.error}")
                 env.state.finish(target.name, failed=True, now=env.wall())
                 outcome.action = "dead_lettered"
                 return outcome
@@ -580,18 +571,7 @@ def _pull_feeds(
     pull_env = _pull_environment(env, api=api, sinks=sinks)
     results: list[PullResult] = []
     for run_options, source in plan_sources(target.profile, options, pull_env):
-        feed_result = pull_tenant(
-            target.profile,
-            run_options,
-            source=source,
-            store=env.store,
-            sinks=sinks,
-            deadline=deadline,
-            clock=env.clock,
-            wall=env.wall,
-            sleep=env.sleep,
-        )
-        results.append(feed_result)
+        results.append(pull_env.pull(target.profile, run_options, source, deadline))
     for earlier in results[:-1]:
         _report(earlier, env)
     return results[-1]

@@ -138,17 +138,38 @@ class NormalizedAlertV2(TypedDict):
 
 NormalizedAlert = NormalizedAlertV1 | NormalizedAlertV2
 
-_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
+NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
 _NULLABLE_INT: dict[str, Any] = {"type": ["integer", "null"]}
 
-ALERT_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "urn:mcas-functions:normalized-alert:1",
-    "title": "Normalised Defender for Cloud Apps alert",
-    "type": "object",
-    "additionalProperties": False,
-    "required": list(NormalizedAlertV1.__annotations__),
-    "properties": {
+ENTITIES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(AlertEntity.__annotations__),
+        "properties": dict.fromkeys(AlertEntity.__annotations__, NULLABLE_STR),
+    },
+}
+
+
+def record_schema(version: int, title: str, record: type, properties: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of a normalised alert record: every field of `record`, and only those."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:mcas-functions:normalized-alert:{version}",
+        "title": title,
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(record.__annotations__),
+        "properties": properties,
+    }
+
+
+ALERT_SCHEMA: dict[str, Any] = record_schema(
+    1,
+    "Normalised Defender for Cloud Apps alert",
+    NormalizedAlertV1,
+    {
         "schema_version": {"const": SCHEMA_VERSION},
         "id": {"type": "string", "description": "the API's `_id` (24 hex chars); the dedupe key"},
         "tenant": {
@@ -172,26 +193,18 @@ ALERT_SCHEMA: dict[str, Any] = {
         "resolution_status_value": _NULLABLE_INT,
         "status": {"type": "string", "description": "unread|read|archived, else unknown:<value>"},
         "status_value": _NULLABLE_INT,
-        "url": {**_NULLABLE_STR, "description": "portal link (`URL`)"},
-        "entities": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": list(AlertEntity.__annotations__),
-                "properties": dict.fromkeys(AlertEntity.__annotations__, _NULLABLE_STR),
-            },
-        },
+        "url": {**NULLABLE_STR, "description": "portal link (`URL`)"},
+        "entities": ENTITIES_SCHEMA,
         "stories": {"type": "array", "items": {"type": "string"}},
         "intent": {"type": "array", "items": {"type": "string"}, "description": "MITRE tactics"},
         "threat_score": _NULLABLE_INT,
         "is_preview": {"type": "boolean"},
-        "resolve_time": {**_NULLABLE_STR, "description": "ISO-8601 as the API sends it"},
-        "handled_by": _NULLABLE_STR,
-        "comment": _NULLABLE_STR,
+        "resolve_time": {**NULLABLE_STR, "description": "ISO-8601 as the API sends it"},
+        "handled_by": NULLABLE_STR,
+        "comment": NULLABLE_STR,
         "raw": {"type": "object", "description": "the API's alert object, unchanged"},
     },
-}
+)
 
 
 def _enum(table: Mapping[int, str], value: Any) -> tuple[str, int | None]:

@@ -36,7 +36,7 @@ from shared.alerts.checkpoints import (
 from shared.alerts.config import AlertConfig
 from shared.alerts.model import iso_utc_ms
 from shared.alerts.sinks import AlertBatch, Sink, build_sinks, deliver_all
-from shared.alerts.source import AlertSource, PageWindow, version_key
+from shared.alerts.source import AlertSource, PageWindow, SourcePage, version_key
 from shared.errors import ConfigurationError, McasError, TerminalError
 from shared.log_context import log_context, propagate
 from shared.mda.alerts import AlertsApi
@@ -97,13 +97,6 @@ class PullResult:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class _RunState:
-    """The run's latest checkpoint (with its ETag), kept outside the page loop so cleanup sees it."""
-
-    cp: Checkpoint | None = None
-
-
 def page_key(tenant: str, stream: str, key: str, alert_ids: Sequence[str]) -> str:
     """Deterministic per page content - the (id, version) of its records: a redelivered page gets the same
     blob name and webhook-id, and a new version of an alert never shares them with an older one."""
@@ -134,206 +127,224 @@ def pull_tenant(
         from shared.alerts.mda_source import MdaAlertSource
 
         source = MdaAlertSource(api, tenant=profile.name)
-    run_id = run_id or uuid.uuid4().hex[:12]
-    key = options.key or profile.name
-    started_wall, started = wall(), clock()
-    result = PullResult(profile.name, options.stream, key, run_id, _iso(started_wall))
-    stats = RequestStats()
-    state = _RunState()
-    try:
-        state.cp = _take_lease(
-            store,
-            options=options,
-            key=key,
-            owner=run_id,
-            deadline=deadline,
-            clock=clock,
-            wall=wall,
-            sleep=sleep,
-        )
-        if state.cp is None:
-            result.stopped = "busy"
-        elif state.cp.complete:
-            result.stopped = "complete"
-        else:
-            _run_pages(
-                profile,
-                options=options,
-                key=key,
-                state=state,
-                source=source,
-                store=store,
-                sinks=sinks,
-                deadline=deadline,
-                clock=clock,
-                wall=wall,
-                stats=stats,
-                result=result,
-                on_page=on_page,
-            )
-    except CheckpointConflict:
-        result.stopped = "lease_lost"
-        log.warning("alert pull %s/%s: another run took the checkpoint; stopping", options.stream, key)
-        state.cp = None
-    except BudgetExhaustedError:
-        result.stopped = "budget"
-    except McasError as exc:
-        result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
-        result.terminal = isinstance(exc, TerminalError)
-        log.error("alert pull %s/%s failed: %s", options.stream, key, result.error)
-    except Exception as exc:  # a bug must not stop the other tenants; it is recorded and logged in full
-        result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
-        log.exception("alert pull %s/%s crashed", options.stream, key)
-    finally:
-        cp = state.cp
-        if cp is not None and cp.lease_owner == run_id:
-            try:
-                state.cp = store.save(options.stream, key, cp.released())
-            except Exception as exc:  # the lease expires by itself; never mask the run's own outcome
-                log.warning("could not release the checkpoint lease %s/%s (%s)", options.stream, key, exc)
-    ended_wall = wall()
-    result.ended_at = _iso(ended_wall)
-    result.duration_s = round(clock() - started, 3)
-    result.requests, result.throttled = stats.requests, stats.throttled
-    final = state.cp
-    if final is None:
-        try:
-            final = store.load(options.stream, key)
-        except Exception:  # reporting only
-            final = None
-    if final is not None:
-        result.watermark_ms = final.watermark_ms
-        result.lag_s = round(max(0.0, ended_wall - final.watermark_ms / 1000), 3)
-    return result
-
-
-def _take_lease(
-    store: CheckpointStore,
-    *,
-    options: PullOptions,
-    key: str,
-    owner: str,
-    deadline: float,
-    clock: Callable[[], float],
-    wall: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> Checkpoint | None:
-    """The checkpoint with our lease on it, or None when another live run holds it."""
-    while True:
-        cp = store.load(options.stream, key)
-        if cp is None:
-            if options.start_ms is None:
-                raise ConfigurationError("window start", "is needed for a first run (no checkpoint yet)")
-            cp = Checkpoint(watermark_ms=options.start_ms)
-        if cp.complete:
-            return cp
-        now = wall()
-        if cp.lease_held_by_other(owner, now):
-            wait = cp.lease_until - now + 0.05
-            if not options.wait_for_lease or clock() + wait > deadline:
-                log.info("alert pull %s/%s: another run holds the lease; skipping", options.stream, key)
-                return None
-            sleep(min(wait, 0.5))  # poll: the holder usually releases well before its lease expires
-            continue
-        try:
-            return store.save(options.stream, key, cp.leased(owner, now + options.lease_s))
-        except CheckpointConflict:
-            continue  # someone wrote in between: look again
-
-
-def _run_pages(
-    profile: TenantProfile,
-    *,
-    options: PullOptions,
-    key: str,
-    state: _RunState,
-    source: AlertSource,
-    store: CheckpointStore,
-    sinks: Sequence[Sink],
-    deadline: float,
-    clock: Callable[[], float],
-    wall: Callable[[], float],
-    stats: RequestStats,
-    result: PullResult,
-    on_page: Callable[[AlertBatch, Checkpoint], None] | None,
-) -> None:
-    """The page loop. `state.cp` always holds the latest written checkpoint (and ETag)."""
-    owner = result.run_id
-    # Leave time to deliver and commit the last page: queries must finish well before the run's deadline.
-    budget = max(0.0, deadline - clock())
-    query_deadline = deadline - min(30.0, 0.25 * budget)
-    assert state.cp is not None
-    window = PageWindow(
-        end_ms=options.end_ms,
-        deadline=query_deadline,
-        max_pages=options.max_pages,
+    run = TenantRun(
+        profile=profile,
+        options=options,
+        source=source,
+        store=store,
+        sinks=sinks,
+        deadline=deadline,
         clock=clock,
-        filters=options.filters,
+        wall=wall,
+        sleep=sleep,
+        owner=run_id or uuid.uuid4().hex[:12],
+        on_page=on_page,
     )
-    pages = source.pages(state.cp, window, stats)
-    try:
+    return run.run()
+
+
+@dataclass(kw_only=True)
+class TenantRun:
+    """One run of one feed of one tenant: the run's environment, its latest checkpoint and its result, with
+    one short method per step (lease, read pages, claim, deliver, commit, finish, release, report)."""
+
+    profile: TenantProfile
+    options: PullOptions
+    source: AlertSource
+    store: CheckpointStore
+    sinks: Sequence[Sink]
+    deadline: float  # on `clock`
+    clock: Callable[[], float]
+    wall: Callable[[], float]
+    sleep: Callable[[float], None]
+    owner: str  # the run id: the lease's owner
+    on_page: Callable[[AlertBatch, Checkpoint], None] | None = None
+    # The latest checkpoint this run read or wrote (with its ETag): the one the next write must match.
+    cp: Checkpoint | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.key = self.options.key or self.profile.name
+        self.started_wall, self.started = self.wall(), self.clock()
+        self.result = PullResult(
+            self.profile.name, self.options.stream, self.key, self.owner, _iso(self.started_wall)
+        )
+        self.stats = RequestStats()
+
+    def run(self) -> PullResult:
+        result, stream, key = self.result, self.options.stream, self.key
+        try:
+            self.cp = self._take_lease()
+            if self.cp is None:
+                result.stopped = "busy"
+            elif self.cp.complete:
+                result.stopped = "complete"
+            else:
+                self._read_pages()
+        except CheckpointConflict:
+            result.stopped = "lease_lost"
+            log.warning("alert pull %s/%s: another run took the checkpoint; stopping", stream, key)
+            self.cp = None
+        except BudgetExhaustedError:
+            result.stopped = "budget"
+        except McasError as exc:
+            result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
+            result.terminal = isinstance(exc, TerminalError)
+            log.error("alert pull %s/%s failed: %s", stream, key, result.error)
+        except Exception as exc:  # a bug must not stop the other tenants; it is recorded and logged in full
+            result.stopped, result.error = "error", f"{type(exc).__name__}: {exc}"
+            log.exception("alert pull %s/%s crashed", stream, key)
+        finally:
+            self._release()
+        self._report()
+        return result
+
+    def _take_lease(self) -> Checkpoint | None:
+        """The checkpoint with our lease on it, or None when another live run holds it."""
+        options, stream, key = self.options, self.options.stream, self.key
         while True:
-            cp = state.cp
-            assert cp is not None
-            if result.pages >= options.max_pages:
-                result.stopped = "page_cap"
-                return
-            page = next(pages, None)
-            if page is None:
-                _finish(store, options, key, state, result)
-                return
-            result.skipped_malformed += page.malformed
-            if not page.alerts:
-                # Nothing new; the cursor may still have moved past delivered records (kept with the lease).
-                state.cp = dataclasses.replace(
-                    page.checkpoint, etag=cp.etag, lease_owner=cp.lease_owner, lease_until=cp.lease_until
+            cp = self.store.load(stream, key)
+            if cp is None:
+                if options.start_ms is None:
+                    raise ConfigurationError("window start", "is needed for a first run (no checkpoint yet)")
+                cp = Checkpoint(watermark_ms=options.start_ms)
+            if cp.complete:
+                return cp
+            now = self.wall()
+            if cp.lease_held_by_other(self.owner, now):
+                wait = cp.lease_until - now + 0.05
+                if not options.wait_for_lease or self.clock() + wait > self.deadline:
+                    log.info("alert pull %s/%s: another run holds the lease; skipping", stream, key)
+                    return None
+                self.sleep(min(wait, 0.5))  # poll: the holder usually releases well before its lease expires
+                continue
+            try:
+                return self.store.save(stream, key, cp.leased(self.owner, now + options.lease_s))
+            except CheckpointConflict:
+                continue  # someone wrote in between: look again
+
+    def _read_pages(self) -> None:
+        """The page loop: each page is claimed, delivered and committed before the next is read."""
+        options, result = self.options, self.result
+        # Leave time to deliver and commit the last page: queries must finish well before the run's deadline.
+        budget = max(0.0, self.deadline - self.clock())
+        query_deadline = self.deadline - min(30.0, 0.25 * budget)
+        assert self.cp is not None
+        window = PageWindow(
+            end_ms=options.end_ms,
+            deadline=query_deadline,
+            max_pages=options.max_pages,
+            clock=self.clock,
+            filters=options.filters,
+        )
+        pages = self.source.pages(self.cp, window, self.stats)
+        try:
+            while True:
+                if result.pages >= options.max_pages:
+                    result.stopped = "page_cap"
+                    return
+                page = next(pages, None)
+                if page is None:
+                    self._finish()
+                    return
+                result.skipped_malformed += page.malformed
+                if not page.alerts:
+                    self._keep_cursor(page.checkpoint)
+                    self._finish()
+                    return
+                self._deliver_and_commit(page)
+                if not page.more:
+                    self._finish()
+                    return
+                if self.clock() >= query_deadline - 1.0:
+                    result.stopped = "budget"
+                    return
+        finally:
+            pages.close()
+
+    def _keep_cursor(self, moved: Checkpoint) -> None:
+        """Nothing new; the cursor may still have moved past delivered records (kept with the lease)."""
+        cp = self._current()
+        self.cp = dataclasses.replace(
+            moved, etag=cp.etag, lease_owner=cp.lease_owner, lease_until=cp.lease_until
+        )
+
+    def _deliver_and_commit(self, page: SourcePage) -> None:
+        check_monotonic(self._current(), page.checkpoint)
+        name, stream = self.profile.name, self.options.stream
+        batch = AlertBatch.build(
+            name, stream, page_key(name, stream, self.key, [version_key(a) for a in page.alerts]), page.alerts
+        )
+        self._claim()
+        self._deliver(batch)
+        self._commit(page.checkpoint, batch)
+
+    def _claim(self) -> None:
+        """Unless our lease was renewed moments ago (90% of it left: the usual case, one commit per page),
+        renew it conditionally first - if another run took the checkpoint, this raises CheckpointConflict
+        before anything is delivered."""
+        cp, lease_s = self._current(), self.options.lease_s
+        if cp.lease_until - self.wall() < 0.9 * lease_s:
+            self.cp = self.store.save(
+                self.options.stream, self.key, cp.leased(self.owner, self.wall() + lease_s)
+            )
+
+    def _deliver(self, batch: AlertBatch) -> None:
+        """Every sink, ending well before the lease does, so no other run can start on this page meanwhile."""
+        lease_left = self._current().lease_until - self.wall()
+        cutoff = min(self.deadline, self.clock() + lease_left - 0.1 * self.options.lease_s)
+        deliver_all(self.sinks, batch, deadline=cutoff)
+
+    def _commit(self, advanced: Checkpoint, batch: AlertBatch) -> None:
+        """Write the advanced checkpoint (which renews the lease); only then does the page count as done."""
+        committed = dataclasses.replace(advanced, etag=self._current().etag).leased(
+            self.owner, self.wall() + self.options.lease_s
+        )
+        self.cp = self.store.save(self.options.stream, self.key, committed)
+        result = self.result
+        result.pages += 1
+        result.alerts += len(batch.alerts)
+        result.newest_ms = max(result.newest_ms or 0, batch.last_ms)
+        if self.on_page is not None:
+            self.on_page(batch, self.cp)
+
+    def _finish(self) -> None:
+        """Caught up; ad-hoc jobs also flag the checkpoint complete."""
+        self.result.stopped = "caught_up"
+        cp = self.cp
+        if self.options.mark_complete and cp is not None and not cp.complete:
+            self.cp = self.store.save(self.options.stream, self.key, dataclasses.replace(cp, complete=True))
+            self.result.stopped = "complete"
+
+    def _release(self) -> None:
+        cp = self.cp
+        if cp is not None and cp.lease_owner == self.owner:
+            try:
+                self.cp = self.store.save(self.options.stream, self.key, cp.released())
+            except Exception as exc:  # the lease expires by itself; never mask the run's own outcome
+                log.warning(
+                    "could not release the checkpoint lease %s/%s (%s)", self.options.stream, self.key, exc
                 )
-                _finish(store, options, key, state, result)
-                return
-            check_monotonic(cp, page.checkpoint)
-            fresh = page.alerts
-            batch = AlertBatch.build(
-                profile.name,
-                options.stream,
-                page_key(profile.name, options.stream, key, [version_key(a) for a in fresh]),
-                fresh,
-            )
-            # Claim the page. Unless our lease was renewed moments ago (90% of it left: the usual case, one
-            # commit per page), renew it conditionally first - if another run took the checkpoint, this raises
-            # CheckpointConflict before anything is delivered. Delivery must then end well before the lease
-            # does, so no other run can start on this page while we deliver it.
-            if cp.lease_until - wall() < 0.9 * options.lease_s:
-                state.cp = store.save(options.stream, key, cp.leased(owner, wall() + options.lease_s))
-            lease_left = (state.cp.lease_until if state.cp is not None else cp.lease_until) - wall()
-            deliver_all(sinks, batch, deadline=min(deadline, clock() + lease_left - 0.1 * options.lease_s))
-            etag = state.cp.etag if state.cp is not None else None
-            committed = dataclasses.replace(page.checkpoint, etag=etag).leased(
-                owner, wall() + options.lease_s
-            )
-            state.cp = store.save(options.stream, key, committed)
-            result.pages += 1
-            result.alerts += len(fresh)
-            result.newest_ms = max(result.newest_ms or 0, batch.last_ms)
-            if on_page is not None:
-                on_page(batch, state.cp)
-            if not page.more:
-                _finish(store, options, key, state, result)
-                return
-            if clock() >= query_deadline - 1.0:
-                result.stopped = "budget"
-                return
-    finally:
-        pages.close()
 
+    def _report(self) -> None:
+        """The run's end, request counts and lag behind the checkpoint it leaves."""
+        result = self.result
+        ended_wall = self.wall()
+        result.ended_at = _iso(ended_wall)
+        result.duration_s = round(self.clock() - self.started, 3)
+        result.requests, result.throttled = self.stats.requests, self.stats.throttled
+        final = self.cp
+        if final is None:
+            try:
+                final = self.store.load(self.options.stream, self.key)
+            except Exception:  # reporting only
+                final = None
+        if final is not None:
+            result.watermark_ms = final.watermark_ms
+            result.lag_s = round(max(0.0, ended_wall - final.watermark_ms / 1000), 3)
 
-def _finish(
-    store: CheckpointStore, options: PullOptions, key: str, state: _RunState, result: PullResult
-) -> None:
-    result.stopped = "caught_up"
-    cp = state.cp
-    if options.mark_complete and cp is not None and not cp.complete:
-        state.cp = store.save(options.stream, key, dataclasses.replace(cp, complete=True))
-        result.stopped = "complete"
+    def _current(self) -> Checkpoint:
+        assert self.cp is not None  # set by the lease before any page is read
+        return self.cp
 
 
 def _iso(epoch_s: float) -> str:
@@ -394,6 +405,22 @@ class PullEnvironment:
     # The Graph security API client of a profile (`alert_source = graph`); built lazily by default.
     graph_for: Callable[[TenantProfile], GraphAlertsApi] | None = None
     graph_overlap_s: float = 300.0
+
+    def pull(
+        self, profile: TenantProfile, options: PullOptions, source: AlertSource, deadline: float
+    ) -> PullResult:
+        """One feed of one tenant (see `plan_sources`) through this environment's store, sinks and clocks."""
+        return pull_tenant(
+            profile,
+            options,
+            source=source,
+            store=self.store,
+            sinks=self.sinks,
+            deadline=deadline,
+            clock=self.clock,
+            wall=self.wall,
+            sleep=self.sleep,
+        )
 
 
 def plan_sources(
@@ -550,17 +577,7 @@ def run_tenant(
             failed.terminal = isinstance(exc, TerminalError)
             runs, results = [], [failed]
         for run_options, source in runs:
-            result = pull_tenant(
-                profile,
-                run_options,
-                source=source,
-                store=env.store,
-                sinks=env.sinks,
-                deadline=deadline,
-                clock=env.clock,
-                wall=env.wall,
-                sleep=env.sleep,
-            )
+            result = env.pull(profile, run_options, source, deadline)
             _safe_record(env.recorder, result)
             record_metrics(result)
             _log_result(result)

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from shared.alerts.model import (
+    ENTITIES_SCHEMA,
+    NULLABLE_STR,
     SEVERITY,
     AlertEntity,
     NormalizedAlertV2,
@@ -33,6 +35,7 @@ from shared.alerts.model import (
     alert_id,
     alert_timestamp_ms,
     iso_utc_ms,
+    record_schema,
 )
 from shared.errors import ValidationError
 
@@ -52,22 +55,16 @@ MDA_STATE: dict[int, tuple[str, str]] = {
     5: ("resolved", "truePositive"),
 }
 
-
-_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
-
-ALERT_SCHEMA_V2: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "urn:mcas-functions:normalized-alert:2",
-    "title": "Normalised Defender for Cloud Apps alert, version 2 (either source)",
-    "type": "object",
-    "additionalProperties": False,
-    "required": list(NormalizedAlertV2.__annotations__),
-    "properties": {
+ALERT_SCHEMA_V2: dict[str, Any] = record_schema(
+    SCHEMA_VERSION_2,
+    "Normalised Defender for Cloud Apps alert, version 2 (either source)",
+    NormalizedAlertV2,
+    {
         "schema_version": {"const": SCHEMA_VERSION_2},
         "source": {"enum": ["mda", "graph"], "description": "where the record was read"},
         "id": {"type": "string", "description": "the source's own alert id (MDA `_id`, Graph `id`)"},
         "mda_id": {
-            **_NULLABLE_STR,
+            **NULLABLE_STR,
             "description": "the MDA `_id` (Graph: `providerAlertId` or `id` when 24 hex characters)",
         },
         "tenant": {"type": "string", "description": "tenant profile name"},
@@ -88,21 +85,13 @@ ALERT_SCHEMA_V2: dict[str, Any] = {
             "description": "unknown|falsePositive|truePositive|informationalExpectedActivity or a new value",
         },
         "determination": {"type": "string", "description": "Graph determination; unknown when not given"},
-        "assigned_to": _NULLABLE_STR,
-        "resolved_time": {**_NULLABLE_STR, "description": "ISO-8601 as the source sends it"},
-        "portal_url": _NULLABLE_STR,
-        "entities": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": list(AlertEntity.__annotations__),
-                "properties": dict.fromkeys(AlertEntity.__annotations__, _NULLABLE_STR),
-            },
-        },
+        "assigned_to": NULLABLE_STR,
+        "resolved_time": {**NULLABLE_STR, "description": "ISO-8601 as the source sends it"},
+        "portal_url": NULLABLE_STR,
+        "entities": ENTITIES_SCHEMA,
         "raw": {"type": "object", "description": "the source's alert object, unchanged"},
     },
-}
+)
 
 
 def parse_iso_us(value: Any, *, what: str) -> int:

@@ -97,13 +97,9 @@ class GraphAlertsApi:
         self, alert_id: str, *, deadline: float | None = None, stats: RequestStats | None = None
     ) -> dict[str, Any]:
         """`GET /security/alerts_v2/{id}`; NotFoundError for an unknown id."""
-        path = f"{ALERTS_PATH}/{quote(validate_graph_id(alert_id), safe='')}"
+        path = _alert_path(alert_id)
         answer = self.client.request("GET", path, idempotent=True, deadline=deadline, stats=stats)
-        if not isinstance(answer, dict):
-            raise MalformedResponseError(
-                "the alert answer is not an object", status=200, method="GET", path=path
-            )
-        return answer
+        return _object(answer, "the alert answer", "GET", path)
 
     def update_alert(
         self,
@@ -120,15 +116,11 @@ class GraphAlertsApi:
         unknown = set(changes) - set(UPDATABLE)
         if unknown or not changes:
             raise ValidationError(f"an update sets some of {', '.join(UPDATABLE)}; got {sorted(changes)}")
-        path = f"{ALERTS_PATH}/{quote(validate_graph_id(alert_id), safe='')}"
+        path = _alert_path(alert_id)
         answer = self.client.request(
             "PATCH", path, json=dict(changes), idempotent=True, deadline=deadline, stats=stats
         )
-        if not isinstance(answer, dict):
-            raise MalformedResponseError(
-                "the update answer is not an object", status=200, method="PATCH", path=path
-            )
-        return answer
+        return _object(answer, "the update answer", "PATCH", path)
 
     def add_comment(
         self,
@@ -146,7 +138,7 @@ class GraphAlertsApi:
         """
         if not comment.strip():
             raise ValidationError("an empty comment")
-        path = f"{ALERTS_PATH}/{quote(validate_graph_id(alert_id), safe='')}/comments"
+        path = f"{_alert_path(alert_id)}/comments"
         body = {"@odata.type": "microsoft.graph.security.alertComment", "comment": comment}
         rechecks = 0
         while True:
@@ -165,6 +157,17 @@ class GraphAlertsApi:
                 continue
             value = answer.get("value") if isinstance(answer, dict) else answer
             return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+
+
+def _alert_path(alert_id: str) -> str:
+    return f"{ALERTS_PATH}/{quote(validate_graph_id(alert_id), safe='')}"
+
+
+def _object(answer: Any, what: str, method: str, path: str) -> dict[str, Any]:
+    """The answer when it is a JSON object; anything else is malformed."""
+    if not isinstance(answer, dict):
+        raise MalformedResponseError(f"{what} is not an object", status=200, method=method, path=path)
+    return answer
 
 
 def has_comment(comments: Any, text: str) -> bool:

@@ -26,34 +26,30 @@ from urllib.parse import urlsplit
 
 from shared.backoff import Backoff, parse_retry_after
 from shared.caches import register_cache_reset
-from shared.mda.client import (
-    MAX_RESPONSE_BYTES,
-    MIN_ATTEMPT_S,
-    HttpSession,
-    RequestStats,
-    _error_from,
-    _parse_body,
-    _read_body,
-    acquire_slot,
-    remaining_budget,
-    shared_session,
-)
+from shared.http_retry import Call, HttpSession, RequestStats, RetryingClient, Tries
+from shared.mda.client import _error_from
 from shared.mda.errors import ApiError, ApiUnavailableError, MalformedResponseError
-from shared.ratelimit import NullRateLimiter, RateLimiter, limiter_for
+from shared.ratelimit import RateLimiter, limiter_for
 
 if TYPE_CHECKING:
+    import requests
+
     from shared.auth import ApiCredential
     from shared.settings import TenantProfile
-
-log = logging.getLogger(__name__)
 
 API_VERSION = "v1.0"
 DEFAULT_TIMEOUT_S = 30.0
 PREFER_HEADER = "include-unknown-enum-members"
 
 
-class GraphClient:
-    """HTTP core for one tenant's Graph calls. Build it with `graph_client_for`; tests inject the seams."""
+class GraphClient(RetryingClient):
+    """HTTP core for one tenant's Graph calls. Build it with `graph_client_for`; tests inject the seams.
+    The request loop is shared/http_retry.py's; this class holds Graph's policy."""
+
+    log = logging.getLogger(__name__)
+    budget_name = "Graph budget"
+    too_large = "the answer is too large; refused"
+    extra_headers = {"Prefer": PREFER_HEADER}
 
     def __init__(
         self,
@@ -72,28 +68,21 @@ class GraphClient:
     ) -> None:
         if not base_url.startswith("https://"):
             raise ValueError("the Graph URL must be https://")
+        super().__init__(
+            credential,
+            session=session,
+            limiter=limiter,
+            timeout=timeout,
+            backoff=backoff or Backoff(base=1.0, cap=30.0, jitter="full", clock=clock),
+            max_attempts=max_attempts,
+            max_throttle_retries=max_throttle_retries,
+            clock=clock,
+        )
         self.base_url = base_url.rstrip("/")
         self.root = f"{self.base_url}/{API_VERSION}"
         self.tenant = tenant or self.base_url
-        self._credential = credential
-        self._session = session
-        self._limiter: RateLimiter = limiter or NullRateLimiter()
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._max_throttle_retries = max_throttle_retries
-        self._backoff = backoff or Backoff(base=1.0, cap=30.0, jitter="full", clock=clock)
         # Without Retry-After, Entra's resilience guidance asks for a first retry after at least 5 s.
         self._throttle_backoff = throttle_backoff or Backoff(base=5.0, cap=60.0, jitter="equal", clock=clock)
-        self._clock = clock
-        self._stats_lock = threading.Lock()
-        self.totals = RequestStats()
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self._clock
-
-    def deadline_in(self, seconds: float) -> float:
-        return self._clock() + seconds
 
     def url_for(self, path_or_link: str) -> str:
         """`/security/alerts_v2` under the API root, or an `@odata.nextLink` checked to stay on our host."""
@@ -121,118 +110,48 @@ class GraphClient:
         stats: RequestStats | None = None,
     ) -> Any:
         """One Graph call under the policies above; parsed JSON. Raises a subclass of `ApiError`."""
-        method = method.upper()
         url = self.url_for(path_or_link)
-        path = urlsplit(url).path
-        attempt = throttles = 0
-        reauthorized = False
-        while True:
-            remaining = self._remaining(deadline, method, path)
-            authorization = self._credential.authorization_header()
-            self._acquire_slot(remaining, method, path, stats)
-            remaining = self._remaining(deadline, method, path)
-            timeout = self._timeout if remaining is None else min(self._timeout, remaining)
-            self._count(stats, requests=1)
-            headers = {"Authorization": authorization, "Accept": "application/json", "Prefer": PREFER_HEADER}
-            try:
-                response = self._http().request(
-                    method,
-                    url,
-                    json=json,
-                    params=dict(params) if params else None,
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                body = _read_body(response, MAX_RESPONSE_BYTES)
-            except Exception as exc:
-                error = _transport_error(exc, method, path)
-                if error is None:
-                    raise
-                if idempotent and attempt + 1 < self._max_attempts:
-                    attempt += 1
-                    self._wait(self._backoff.delay(attempt), deadline, error, stats, retries=1)
-                    continue
-                raise error from exc
-            status = response.status_code
-            if 200 <= status < 300:
-                if body is None:
-                    raise MalformedResponseError(
-                        "the answer is too large; refused", status=status, method=method, path=path
-                    )
-                return _parse_body(response, body, method, path)
-            error = _error_from(response, body, method, path)
-            if status == 401 and not reauthorized:
-                log.info("%s %s answered 401; refreshing the credential and retrying once", method, path)
-                self._credential.invalidate()
-                reauthorized = True
-                continue
-            told = parse_retry_after(response.headers.get("Retry-After"))
-            if status == 429 or (status == 503 and told is not None):
-                # Refused before processing: even a non-idempotent call may be sent again.
-                throttles += 1
-                self._count(stats, throttled=1 if status == 429 else 0)
-                if throttles > self._max_throttle_retries:
-                    raise error
-                wait = self._throttle_backoff.wait_for(throttles, told, told_jitter=0.1)
-                log.warning("%s %s answered %s; waiting %.1f s", method, path, status, wait)
-                self._limiter.penalize(wait)
-                self._wait(wait, deadline, error, stats, throttle_wait_s=wait)
-                continue
-            if status >= 500 and idempotent and attempt + 1 < self._max_attempts:
-                attempt += 1
-                self._wait(self._backoff.delay(attempt), deadline, error, stats, retries=1)
-                continue
-            raise error
+        return self.call(
+            Call(
+                method.upper(),
+                url,
+                urlsplit(url).path,
+                idempotent,
+                json=json,
+                params=dict(params) if params else None,
+                deadline=deadline,
+                stats=stats,
+            )
+        )
 
-    def _remaining(self, deadline: float | None, method: str, path: str) -> float | None:
-        return remaining_budget(deadline, self._clock(), method, path)
+    # -- policy ------------------------------------------------------------------------------------------
 
-    def _acquire_slot(
-        self, remaining: float | None, method: str, path: str, stats: RequestStats | None
-    ) -> None:
-        waited = acquire_slot(self._limiter, remaining, method, path, budget="Graph budget")
-        if waited:
-            self._count(stats, limiter_wait_s=waited)
+    def _error_for(self, response: requests.Response, body: bytes | None, method: str, path: str) -> ApiError:
+        return _error_from(response, body, method, path)
 
-    def _wait(
-        self,
-        wait: float,
-        deadline: float | None,
-        error: ApiError,
-        stats: RequestStats | None,
-        **counts: float,
-    ) -> None:
-        limit = None if deadline is None else deadline - MIN_ATTEMPT_S
-        if not self._backoff.sleep_within(wait, limit):
-            raise error
-        self._count(stats, **counts)
+    def _is_throttled(self, response: requests.Response, error: ApiError) -> bool:
+        """429, and 503 with `Retry-After`."""
+        status = response.status_code
+        return status == 429 or (status == 503 and _told(response) is not None)
 
-    def _count(self, stats: RequestStats | None, **deltas: float) -> None:
-        with self._stats_lock:
-            for target in (self.totals, stats):
-                if target is None:
-                    continue
-                for name, delta in deltas.items():
-                    setattr(target, name, getattr(target, name) + delta)
+    def _throttle_wait(self, response: requests.Response, error: ApiError, tries: Tries) -> float:
+        """As told by `Retry-After` (plus up to 10 %), else exponential from 5 s."""
+        return self._throttle_backoff.wait_for(tries.throttles, _told(response), told_jitter=0.1)
 
-    def _http(self) -> HttpSession:
-        if self._session is None:
-            self._session = shared_session()
-        return self._session
+    def _transport_error(self, exc: Exception, method: str, path: str) -> ApiError | None:
+        import requests
+
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ApiUnavailableError("TLS failed (certificate not trusted?)", method=method, path=path)
+        if isinstance(exc, requests.Timeout):
+            return ApiUnavailableError("the request timed out", method=method, path=path)
+        if isinstance(exc, requests.RequestException):
+            return ApiUnavailableError(f"request failed ({type(exc).__name__})", method=method, path=path)
+        return None
 
 
-def _transport_error(exc: Exception, method: str, path: str) -> ApiError | None:
-    import requests
-
-    if isinstance(exc, requests.exceptions.SSLError):
-        return ApiUnavailableError("TLS failed (certificate not trusted?)", method=method, path=path)
-    if isinstance(exc, requests.Timeout):
-        return ApiUnavailableError("the request timed out", method=method, path=path)
-    if isinstance(exc, requests.RequestException):
-        return ApiUnavailableError(f"request failed ({type(exc).__name__})", method=method, path=path)
-    return None
+def _told(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def budget_key(profile: TenantProfile) -> str:

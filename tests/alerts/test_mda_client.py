@@ -232,7 +232,6 @@ def test_error_mapping(status, body, error_type, message, code, correlation):  #
 def test_authorization_never_in_error_or_logs(caplog):
     caplog.set_level("DEBUG")
     client, _, _, _ = make([response(500, {"detail": "boom"})], retry=RetryPolicy(max_attempts=2))
-    client._sleep = lambda s: None
     client._session.script.append(response(500, {"detail": "boom"}))  # type: ignore[union-attr]
     with pytest.raises(ServerError) as info:
         client.request("GET", "/a/", idempotent=True)
@@ -245,7 +244,6 @@ def test_limiter_gates_every_attempt_and_budget_is_respected():
     limiter = LocalRateLimiter(2, 10.0, margin_s=0.0, clock=clock, sleep=clock.sleep)
     client, _, _, _ = make([response(200, {})] * 3, limiter=limiter)
     client._clock = clock
-    client._sleep = clock.sleep
     for _ in range(2):
         client.request("GET", "/a/", idempotent=True)
     with pytest.raises(BudgetExhaustedError):
