@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import bench_parser, contoso_simulator
+from _harness import bench_parser, contoso_simulator
+
 from localdev.simulator.client import SimulatorHandle
 from shared.caches import reset_all_caches
 from shared.settings import MDA_RESOURCE_APP_ID, get_settings, reset_settings_cache

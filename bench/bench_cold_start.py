@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import bench_parser
+from _harness import bench_parser
+
 from localdev.importtime import ImportLine, chain, run, top_level
 
 ROOT = Path(__file__).resolve().parents[1]

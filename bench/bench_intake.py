@@ -29,7 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import bench_parser
+from _harness import bench_parser
+
 from localdev.azurite import AzuriteHandle
 from shared import standard_webhooks as sw
 from shared.caches import reset_all_caches

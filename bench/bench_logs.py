@@ -27,7 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import bench_parser, contoso_simulator
+from _harness import bench_parser, contoso_simulator
+
 from localdev.simulator.client import SimulatorHandle
 from shared.alerts.logs_records import project
 from shared.alerts.logs_sink import logs_sink
