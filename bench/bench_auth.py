@@ -11,12 +11,9 @@ Run: .venv/bin/python bench/bench_auth.py [--invocations 1000] [--burst 64] [--j
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localdev.simulator.client import SimulatorHandle, start_simulator
+from _harness import bench_parser, contoso_simulator
+
+from localdev.simulator.client import SimulatorHandle
 from shared.caches import reset_all_caches
 from shared.settings import MDA_RESOURCE_APP_ID, get_settings, reset_settings_cache
 
@@ -172,9 +171,7 @@ def bench_cached_call(calls: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--invocations", type=int, default=1000)
     parser.add_argument("--burst", type=int, default=64)
     parser.add_argument("--pool", type=int, default=8)
@@ -182,17 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench-auth-") as state:
-        proc = start_simulator(Path(state), mda_tenants=["contoso"])
-        try:
-            sim = proc.handle
-            os.environ.update(sim.app_env("contoso"))
-            shape = {"invocations": args.invocations, "burst": args.burst, "pool": args.pool}
-            helper = bench_helper(sim, **shape)
-            baseline = bench_per_invocation(sim, **shape)
-            cached = bench_cached_call(args.cached_calls)
-        finally:
-            proc.stop()
+    with contoso_simulator("bench-auth-") as sim:
+        shape = {"invocations": args.invocations, "burst": args.burst, "pool": args.pool}
+        helper = bench_helper(sim, **shape)
+        baseline = bench_per_invocation(sim, **shape)
+        cached = bench_cached_call(args.cached_calls)
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 1) if b else float("inf")

@@ -13,7 +13,6 @@ Run: .venv/bin/python bench/bench_cold_start.py [--repeat 9] [--top 15] [--json]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _harness import bench_parser
 
 from localdev.importtime import ImportLine, chain, run, top_level
 
@@ -92,9 +93,7 @@ def measure(repeat: int, top: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=9, help="fresh processes per statement (default 9)")
     parser.add_argument("--top", type=int, default=15, help="slowest added modules to list (default 15)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/bench_intake.py [--requests 600] [--json]
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _harness import bench_parser
 
 from localdev.azurite import AzuriteHandle
 from shared import standard_webhooks as sw
@@ -153,9 +154,7 @@ def measure(requests: int, rounds: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=600, help="samples per scenario (default 600)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
     parser.add_argument("--json", action="store_true", help="print JSON only")

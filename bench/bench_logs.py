@@ -16,12 +16,10 @@ Run: .venv/bin/python bench/bench_logs.py [--records 10000] [--rounds 3] [--json
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localdev.simulator.client import SimulatorHandle, start_simulator
+from _harness import bench_parser, contoso_simulator
+
+from localdev.simulator.client import SimulatorHandle
 from shared.alerts.logs_records import project
 from shared.alerts.logs_sink import logs_sink
 from shared.alerts.model import NormalizedAlert, normalize
@@ -84,9 +84,7 @@ def _measure(sim: SimulatorHandle, send: Callable[[], int], records: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
@@ -97,65 +95,57 @@ def main(argv: list[str] | None = None) -> int:
     from shared.auth import resource_credential
     from shared.settings import get_settings
 
-    with tempfile.TemporaryDirectory(prefix="bench-logs-") as state:
-        proc = start_simulator(Path(state), mda_tenants=["contoso"])
-        try:
-            sim = proc.handle
-            os.environ.update(sim.app_env("contoso"))
-            os.environ.update(sim.logs_env())
-            reset_all_caches()
-            alerts = _alerts(sim, args.records)
-            pages = [alerts[i : i + PAGE] for i in range(0, len(alerts), PAGE)]
-            batches = [AlertBatch.build("contoso", "scheduled", f"p{n}", p) for n, p in enumerate(pages)]
-            info = sim.info["logs_ingestion"]
-            credential = resource_credential(
-                get_settings().default_tenant, "https://monitor.azure.com/.default"
+    with contoso_simulator("bench-logs-") as sim:
+        os.environ.update(sim.logs_env())
+        reset_all_caches()
+        alerts = _alerts(sim, args.records)
+        pages = [alerts[i : i + PAGE] for i in range(0, len(alerts), PAGE)]
+        batches = [AlertBatch.build("contoso", "scheduled", f"p{n}", p) for n, p in enumerate(pages)]
+        info = sim.info["logs_ingestion"]
+        credential = resource_credential(get_settings().default_tenant, "https://monitor.azure.com/.default")
+        credential.authorization_header()  # warm the token for both
+        client = LogsIngestionClient(info["endpoint"], _SdkCredential(credential))
+        sink = logs_sink()
+        sink_gzip6 = logs_sink(gzip_level=6)  # the SDK's (zlib's default) compression level
+
+        def sdk_per_page() -> int:
+            for page in pages:
+                client.upload(info["dcr_immutable_id"], info["stream"], [project(a) for a in page])
+            return len(pages)
+
+        def sdk_bulk() -> int:
+            # on_error: the SDK's chunks can exceed 1 MiB decompressed (its size count leaves out the
+            # separators); a strict endpoint refuses them - counted as rows_refused, not a crash.
+            client.upload(
+                info["dcr_immutable_id"],
+                info["stream"],
+                [project(a) for a in alerts],
+                on_error=lambda error: None,
             )
-            credential.authorization_header()  # warm the token for both
-            client = LogsIngestionClient(info["endpoint"], _SdkCredential(credential))
-            sink = logs_sink()
-            sink_gzip6 = logs_sink(gzip_level=6)  # the SDK's (zlib's default) compression level
+            return -1  # the SDK does not say how many calls it made
 
-            def sdk_per_page() -> int:
-                for page in pages:
-                    client.upload(info["dcr_immutable_id"], info["stream"], [project(a) for a in page])
-                return len(pages)
+        def ours(target: Any) -> Callable[[], int]:
+            def send() -> int:
+                before = target.stats.calls
+                for batch in batches:
+                    target.deliver(batch, deadline=None)
+                return int(target.stats.calls - before)
 
-            def sdk_bulk() -> int:
-                # on_error: the SDK's chunks can exceed 1 MiB decompressed (its size count leaves out the
-                # separators); a strict endpoint refuses them - counted as rows_refused, not a crash.
-                client.upload(
-                    info["dcr_immutable_id"],
-                    info["stream"],
-                    [project(a) for a in alerts],
-                    on_error=lambda error: None,
-                )
-                return -1  # the SDK does not say how many calls it made
+            return send
 
-            def ours(target: Any) -> Callable[[], int]:
-                def send() -> int:
-                    before = target.stats.calls
-                    for batch in batches:
-                        target.deliver(batch, deadline=None)
-                    return int(target.stats.calls - before)
-
-                return send
-
-            variants: dict[str, Callable[[], int]] = {
-                "sdk_per_page": sdk_per_page,
-                "sdk_bulk": sdk_bulk,
-                "logs_sink_per_page": ours(sink),
-                "logs_sink_gzip6_per_page": ours(sink_gzip6),
-            }
-            for send in variants.values():  # warm-up: connections, imports, first token
-                _measure(sim, send, len(alerts))
-            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-            for r in range(args.rounds):
-                order = list(variants) if r % 2 == 0 else list(reversed(variants))
-                for name in order:
-                    rounds[name].append(_measure(sim, variants[name], len(alerts)))
-        finally:
-            proc.stop()
+        variants: dict[str, Callable[[], int]] = {
+            "sdk_per_page": sdk_per_page,
+            "sdk_bulk": sdk_bulk,
+            "logs_sink_per_page": ours(sink),
+            "logs_sink_gzip6_per_page": ours(sink_gzip6),
+        }
+        for send in variants.values():  # warm-up: connections, imports, first token
+            _measure(sim, send, len(alerts))
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        for r in range(args.rounds):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for name in order:
+                rounds[name].append(_measure(sim, variants[name], len(alerts)))
 
     def median(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return sorted(rows, key=lambda row: row["seconds"])[len(rows) // 2]

@@ -24,6 +24,7 @@ from typing import Any
 
 from mcasctl import outfile
 from mcasctl.errors import Interrupted, UsageError
+from mcasctl.subcommand import add_documented
 from shared.errors import McasError
 
 audit = logging.getLogger("mcasctl.audit")
@@ -31,11 +32,8 @@ EXPORT_STREAM = "export"
 
 
 def register(commands: Any) -> None:
-    checkpoint = commands.add_parser(
-        "checkpoint",
-        help="show, set or reset a tenant's alert checkpoint",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    checkpoint = add_documented(
+        commands, "checkpoint", help_text="show, set or reset a tenant's alert checkpoint", doc=__doc__
     )
     actions = checkpoint.add_subparsers(dest="checkpoint_command", metavar="ACTION", required=True)
 
@@ -55,11 +53,11 @@ def register(commands: Any) -> None:
     _write_options(reset)
     reset.set_defaults(handler=run_reset)
 
-    export = commands.add_parser(
+    export = add_documented(
+        commands,
         "export",
-        help="write the alerts of a time window to a file, without touching the checkpoint",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help_text="write the alerts of a time window to a file, without touching the checkpoint",
+        doc=__doc__,
     )
     export.add_argument("--since", required=True, metavar="ISO", help="window start (creation time)")
     export.add_argument("--until", metavar="ISO", help="window end, inclusive (default: now)")

@@ -27,6 +27,7 @@ from typing import Any
 
 from mcasctl import outfile
 from mcasctl.errors import Interrupted, UsageError
+from mcasctl.subcommand import add_documented
 from shared.errors import ConfigurationError
 
 EXIT_OK = 0
@@ -35,12 +36,7 @@ KIND_ARGS = {"benign": "benign", "false-positive": "false_positive", "true-posit
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "alerts",
-        help="pull or close alerts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_documented(subparsers, "alerts", help_text="pull or close alerts", doc=__doc__)
     commands = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
 
     pull = commands.add_parser("pull", help="one pull run, as the timer does it")

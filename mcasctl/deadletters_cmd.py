@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from mcasctl.errors import UsageError
+from mcasctl.subcommand import add_documented
 from shared.auth.redaction import install_redaction, redact
 from shared.errors import ValidationError
 
@@ -29,11 +30,8 @@ _REASON_WIDTH = 80
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "deadletters",
-        help="list, show and replay dead-lettered messages",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_documented(
+        subparsers, "deadletters", help_text="list, show and replay dead-lettered messages", doc=__doc__
     )
     commands = parser.add_subparsers(dest="deadletters_command", metavar="ACTION", required=True)
 

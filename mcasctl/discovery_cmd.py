@@ -27,23 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from mcasctl.progress import ProgressBar, human_bytes
+from mcasctl.subcommand import add_documented
 from shared.errors import McasError
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "discovery",
-        help="Cloud Discovery log uploads",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_documented(subparsers, "discovery", help_text="Cloud Discovery log uploads", doc=__doc__)
     commands = parser.add_subparsers(dest="discovery_command", metavar="SUBCOMMAND")
-    upload = commands.add_parser(
-        "upload",
-        help="upload log files to Cloud Discovery",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    upload = add_documented(commands, "upload", help_text="upload log files to Cloud Discovery", doc=__doc__)
     _file_arguments(upload)
     upload.add_argument("--tenant", help="tenant profile name (MCAS_TENANT_PROFILES); default: the first")
     upload.add_argument("--force", action="store_true", help="ignore the upload ledger (upload even if done)")
@@ -54,11 +45,11 @@ def register(subparsers: Any) -> None:
     sources.add_argument("--json", action="store_true", help="print a JSON object")
     sources.set_defaults(handler=run_sources)
 
-    drop = commands.add_parser(
+    drop = add_documented(
+        commands,
         "drop",
-        help="local host: store logs in the discovery container and queue their BlobCreated events",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help_text="local host: store logs in the discovery container and queue their BlobCreated events",
+        doc=__doc__,
     )
     _file_arguments(drop)
     drop.add_argument("--tenant", help="tenant profile name (blob metadata mcas_tenant); default: the first")

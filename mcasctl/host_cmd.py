@@ -26,17 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from mcasctl.settings_file import load_local_settings
+from mcasctl.subcommand import add_documented
 from shared.errors import ConfigurationError, McasError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "host",
-        help="run the Functions app on the local host",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_documented(
+        subparsers, "host", help_text="run the Functions app on the local host", doc=__doc__
     )
     parser.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--once", action="store_true", help="drain the trigger queues, then exit")

@@ -27,6 +27,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
+from mcasctl.subcommand import add_documented
 from shared.errors import McasError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +36,7 @@ STARTUP_TIMEOUT_S = 60.0
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "simulate",
-        help="run the local tenant simulator",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_documented(subparsers, "simulate", help_text="run the local tenant simulator", doc=__doc__)
     parser.add_argument(
         "--state-dir",
         type=Path,

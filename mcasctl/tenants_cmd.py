@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any
 
+from mcasctl.subcommand import add_documented
 from shared.errors import ConfigurationError
 
 # (flag, registry key, help)
@@ -43,11 +44,8 @@ _VALUE_FLAGS = (
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "tenants",
-        help="manage the tenant registry (mcasTenants)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_documented(
+        subparsers, "tenants", help_text="manage the tenant registry (mcasTenants)", doc=__doc__
     )
     commands = parser.add_subparsers(dest="tenants_command", metavar="ACTION", required=True)
 

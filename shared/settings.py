@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from shared.caches import register_cache_reset
@@ -472,20 +472,10 @@ def _tenant_profiles(
     if not raw.strip():
         assert base is not None
         return (base,)
-    try:
-        items = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            "MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})"
-        ) from None
-    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-        raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
     profiles: list[TenantProfile] = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(profile_list(raw)):
         inherited = {k: getattr(base, k) for k in PROFILE_KEYS if base is not None and k != "name"}
-        unknown = set(item) - set(PROFILE_KEYS)
-        if unknown:
-            raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
+        check_profile_keys(item, index)
         profile = profile_from_mapping(
             {**inherited, **item},
             setting_prefix=f"MCAS_TENANT_PROFILES[{index}].",
@@ -494,10 +484,34 @@ def _tenant_profiles(
         )
         assert profile is not None
         profiles.append(profile)
-    names = [p.name for p in profiles]
+    check_unique_names([p.name for p in profiles])
+    return tuple(profiles)
+
+
+def profile_list(raw: str) -> list[dict[str, Any]]:
+    """The objects of an `MCAS_TENANT_PROFILES` JSON list (the setting, or a file to import as tenants)."""
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            "MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
+    return items
+
+
+def check_profile_keys(item: Mapping[str, object], index: int) -> None:
+    """Entry `index` of an `MCAS_TENANT_PROFILES` list may hold only profile keys (a typo must not pass)."""
+    unknown = set(item) - set(PROFILE_KEYS)
+    if unknown:
+        raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
+
+
+def check_unique_names(names: list[str]) -> None:
+    """Profile names key checkpoints, leases and sinks: two profiles may not share one."""
     if len(set(names)) != len(names):
         raise ConfigurationError("MCAS_TENANT_PROFILES", f"profile names must be unique, got {names}")
-    return tuple(profiles)
 
 
 def _storage_settings(env: Mapping[str, str]) -> StorageSettings:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.caches import register_cache_reset
 from shared.errors import ConfigurationError
@@ -41,6 +42,7 @@ CONTAINER_ALERT_PAYLOADS = "mcas-alert-payloads"
 
 _lock = threading.Lock()
 _created: set[tuple[str, str]] = set()
+_Client = TypeVar("_Client")
 
 
 def _storage() -> StorageSettings:
@@ -75,24 +77,33 @@ def _service_uri(kind: str) -> str:
     return str(uri)
 
 
+def _connected(
+    kind: str,
+    client: Callable[..., _Client],
+    from_connection_string: Callable[..., _Client],
+    *args: Any,
+    **options: Any,
+) -> _Client:
+    """A client of the `kind` service: through the connection string when there is one (local), else through
+    the service URI with the identity credential (Azure)."""
+    storage = _storage()
+    if storage.connection_string:
+        return from_connection_string(storage.connection_string, *args, **options)
+    return client(_service_uri(kind), *args, credential=_identity_credential(), **options)
+
+
 @functools.lru_cache(maxsize=1)
 def blob_service() -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
-    storage = _storage()
-    if storage.connection_string:
-        return BlobServiceClient.from_connection_string(storage.connection_string)
-    return BlobServiceClient(_service_uri("blob"), credential=_identity_credential())
+    return _connected("blob", BlobServiceClient, BlobServiceClient.from_connection_string)
 
 
 @functools.lru_cache(maxsize=1)
 def table_service() -> TableServiceClient:
     from azure.data.tables import TableServiceClient
 
-    storage = _storage()
-    if storage.connection_string:
-        return TableServiceClient.from_connection_string(storage.connection_string)
-    return TableServiceClient(_service_uri("table"), credential=_identity_credential())
+    return _connected("table", TableServiceClient, TableServiceClient.from_connection_string)
 
 
 def queue_client(name: str, *, create: bool = True) -> QueueClient:
@@ -104,20 +115,14 @@ def queue_client(name: str, *, create: bool = True) -> QueueClient:
 def _queue_client(name: str, create: bool) -> QueueClient:
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    storage = _storage()
-    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
-    if storage.connection_string:
-        client = QueueClient.from_connection_string(
-            storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode
-        )
-    else:
-        client = QueueClient(
-            _service_uri("queue"),
-            name,
-            credential=_identity_credential(),
-            message_encode_policy=encode,
-            message_decode_policy=decode,
-        )
+    client = _connected(
+        "queue",
+        QueueClient,
+        QueueClient.from_connection_string,
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
     if create:
         _ensure("queue", name, client.create_queue)
     return client

@@ -29,6 +29,7 @@ SAMPLE = HERE / "sample"
 PICTURE = HERE / "mcas-operations.png"
 CLOSED_STATUS = {"resolved", "dismissed", "closed"}
 OPEN_CLASSIFICATION = {"", "open", "unknown"}
+HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -64,6 +65,11 @@ def _bin(moment: datetime, size: timedelta) -> datetime:
     return epoch + ((moment - epoch) // size) * size
 
 
+def _hour_of(row: dict[str, Any]) -> datetime:
+    """bin(timestamp, 1h) of a recorded telemetry row."""
+    return _bin(_time(row["timestamp"]), HOUR)
+
+
 def _series(points: Iterable[tuple[str, datetime, float]], how: Callable[[float, float], float]) -> Panel:
     series: dict[str, dict[datetime, float]] = defaultdict(dict)
     for name, moment, value in points:
@@ -89,8 +95,7 @@ def _per_alert(rows: list[dict[str, Any]], pick: Callable[[int, int], bool]) -> 
 def alerts_by(column: str) -> Callable[[Sample], Panel]:
     def panel(sample: Sample) -> Panel:
         first = _per_alert(sample["MDAAlerts_CL"], lambda a, b: a < b)
-        hour = timedelta(hours=1)
-        return _series(((row[column], _bin(_time(row["Created"]), hour), 1) for row in first), _add)
+        return _series(((row[column], _bin(_time(row["Created"]), HOUR), 1) for row in first), _add)
 
     return panel
 
@@ -125,15 +130,14 @@ def pull_lag(sample: Sample) -> Panel:
 
 
 def throttling_and_tokens(sample: Sample) -> Panel:
-    hour = timedelta(hours=1)
     throttled = [
-        (f"429 {r['customDimensions'].get('tenant')}", _bin(_time(r["timestamp"]), hour), r["value"])
+        (f"429 {r['customDimensions'].get('tenant')}", _hour_of(r), r["value"])
         for r in _metrics(sample, "mcas.throttled_429")
     ]
     token_hosts = ("login.microsoftonline", "login.chinacloudapi")
     token_paths = ("/msi/token", "/metadata/identity/oauth2/token")
     failures = [
-        (f"token failure {r['resultCode']}", _bin(_time(r["timestamp"]), hour), r.get("count", 1))
+        (f"token failure {r['resultCode']}", _hour_of(r), r.get("count", 1))
         for r in sample.get("dependencies", [])
         if (any(h in r.get("target", "") for h in token_hosts) or any(p in r["data"] for p in token_paths))
         and r["success"] is False
@@ -141,41 +145,33 @@ def throttling_and_tokens(sample: Sample) -> Panel:
     return _series([*throttled, *failures], _add)
 
 
-def upload_bytes(sample: Sample) -> Panel:
-    hour = timedelta(hours=1)
-    points = (
-        (str(r["customDimensions"].get("tenant")), _bin(_time(r["timestamp"]), hour), r["value"])
-        for r in _metrics(sample, "mcas.upload_bytes")
-    )
-    panel = _series(points, _add)
-    panel.kind = "barchart"
+def metric_bars(metric: str, dimension: str) -> Callable[[Sample], Panel]:
+    """Hourly bars of a custom metric summed per value of one of its dimensions."""
+
+    def panel(sample: Sample) -> Panel:
+        points = (
+            (str(r["customDimensions"].get(dimension)), _hour_of(r), r["value"])
+            for r in _metrics(sample, metric)
+        )
+        bars = _series(points, _add)
+        bars.kind = "barchart"
+        return bars
+
     return panel
 
 
 def upload_failures(sample: Sample) -> Panel:
-    hour = timedelta(hours=1)
     failed_runs = [
-        ("failed runs (retried)", _bin(_time(r["timestamp"]), hour), r.get("count", 1))
+        ("failed runs (retried)", _hour_of(r), r.get("count", 1))
         for r in sample.get("requests", [])
         if r["name"] == "discovery_upload" and r["success"] is False
     ]
     dead = [
-        ("dead-lettered", _bin(_time(r["timestamp"]), hour), r["value"])
+        ("dead-lettered", _hour_of(r), r["value"])
         for r in _metrics(sample, "mcas.dead_letters")
         if str(r["customDimensions"].get("source", "")).startswith("mcas-discovery-jobs")
     ]
     return _series([*failed_runs, *dead], _add)
-
-
-def dead_letters(sample: Sample) -> Panel:
-    hour = timedelta(hours=1)
-    points = (
-        (str(r["customDimensions"].get("source")), _bin(_time(r["timestamp"]), hour), r["value"])
-        for r in _metrics(sample, "mcas.dead_letters")
-    )
-    panel = _series(points, _add)
-    panel.kind = "barchart"
-    return panel
 
 
 PANELS: dict[str, Callable[[Sample], Panel]] = {
@@ -184,9 +180,9 @@ PANELS: dict[str, Callable[[Sample], Panel]] = {
     "open-alerts": open_alerts,
     "pull-lag": pull_lag,
     "throttling-and-tokens": throttling_and_tokens,
-    "upload-bytes": upload_bytes,
+    "upload-bytes": metric_bars("mcas.upload_bytes", "tenant"),
     "upload-failures": upload_failures,
-    "dead-letters": dead_letters,
+    "dead-letters": metric_bars("mcas.dead_letters", "source"),
 }
 
 
@@ -219,7 +215,7 @@ def _rows_of(layout: list[dict[str, Any]]) -> list[list[int]]:
 def time_range(sample: Sample) -> tuple[datetime, datetime]:
     """The workbook's TimeRange (24 hours) ending at the last hour of the recording."""
     stamps = [_time(r["timestamp"]) for r in sample["customMetrics"]]
-    end = _bin(max(stamps), timedelta(hours=1)) + timedelta(hours=1)
+    end = _bin(max(stamps), HOUR) + HOUR
     return end - timedelta(hours=24), end
 
 
@@ -228,12 +224,10 @@ def _filled(panel: Panel, start: datetime, end: datetime) -> dict[str, list[tupl
     out: dict[str, list[tuple[datetime, float]]] = {}
     for name, points in panel.series.items():
         if panel.counts:
-            hours = int((end - start) / timedelta(hours=1))
-            grid = {start + timedelta(hours=h): 0.0 for h in range(hours)}
+            hours = int((end - start) / HOUR)
+            grid = {start + h * HOUR: 0.0 for h in range(hours)}
             for moment, value in points.items():
-                grid[_bin(moment, timedelta(hours=1))] = (
-                    grid.get(_bin(moment, timedelta(hours=1)), 0.0) + value
-                )
+                grid[_bin(moment, HOUR)] = grid.get(_bin(moment, HOUR), 0.0) + value
             out[name] = sorted(grid.items())
         else:
             out[name] = sorted(points.items())
@@ -283,7 +277,7 @@ def draw(
                 axis.text(0.5, 0.5, "no data in the time range", ha="center", va="center", color="grey")
             filled = _filled(panel, start, end)
             names = sorted(filled)
-            bar_width = timedelta(hours=1) / max(1, len(names)) * 0.9
+            bar_width = HOUR / max(1, len(names)) * 0.9
             for offset, name in enumerate(names):
                 points = filled[name]
                 xs = [moment for moment, _ in points]

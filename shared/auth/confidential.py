@@ -29,15 +29,12 @@ from shared.auth.msal_support import (
     IdentityProviderRetry,
     NoHttpCache,
     access_token_from,
-    authority_problem,
     call_token_endpoint,
     error_codes,
     error_summary,
     is_invalid_client,
-    is_transient_exception,
 )
 from shared.auth.redaction import register_secret
-from shared.auth.retry import RetryableError
 from shared.auth.tokens import AccessToken, SourceInfo
 
 _log = logging.getLogger(__name__)
@@ -185,27 +182,16 @@ class ConfidentialClient:
     def _build(self, *, fresh: bool) -> None:
         credential = self.loader.load(fresh=fresh)
 
-        def construct() -> Any:
-            try:
-                return self._app_factory(
-                    self.client_id,
-                    client_credential=credential,
-                    authority=self.authority,
-                    token_cache=self._token_cache,
-                )
-            except ValueError as exc:  # MSAL: unknown tenant / unusable authority / bad key material
-                raise TokenRequestError(
-                    f"cannot use authority {self.authority} for client {self.client_id}: "
-                    f"{authority_problem(exc, self.authority)}"
-                ) from None
-            except Exception as exc:
-                if is_transient_exception(exc):
-                    raise RetryableError(
-                        f"tenant discovery at {self.authority}: {type(exc).__name__}"
-                    ) from None
-                raise
-
-        app = self._retrying(construct, what=f"tenant discovery at {self.authority}")
+        app = self._retrying.build_app(
+            lambda: self._app_factory(
+                self.client_id,
+                client_credential=credential,
+                authority=self.authority,
+                token_cache=self._token_cache,
+            ),
+            client=f"client {self.client_id}",
+            transient=f"tenant discovery at {self.authority}",
+        )
         self._app = app
         self._token_cache = app.token_cache
         self._generation += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.auth.confidential import (
     CertificateLoader,
@@ -39,6 +39,16 @@ _confidential: dict[tuple[Any, ...], ConfidentialClient] = {}
 _public: dict[tuple[Any, ...], PublicClient] = {}
 _configs: dict[int, tuple[Settings, AuthConfig]] = {}
 _obo = OboCredentials()
+_Kept = TypeVar("_Kept")
+
+
+def _kept(cache: dict[tuple[Any, ...], _Kept], key: tuple[Any, ...], build: Callable[[], _Kept]) -> _Kept:
+    """`cache[key]`, built on first use under the lock, so concurrent callers share one object."""
+    with _lock:
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = build()
+        return value
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -90,36 +100,34 @@ def confidential_client(
         getattr(loader, "name", None),
         settings.key_vault_url,
     )
-    with _lock:
-        client = _confidential.get(key)
-        if client is None:
-            client = ConfidentialClient(
-                authority_host=settings.authority_host,
-                tenant_id=profile.tenant_id,
-                client_id=client_id,
-                loader=loader,
-                attempts=config.retry_attempts,
-                backoff=config.retry_backoff,
-            )
-            _confidential[key] = client
-        return client
+    return _kept(
+        _confidential,
+        key,
+        lambda: ConfidentialClient(
+            authority_host=settings.authority_host,
+            tenant_id=profile.tenant_id,
+            client_id=client_id,
+            loader=loader,
+            attempts=config.retry_attempts,
+            backoff=config.retry_backoff,
+        ),
+    )
 
 
 def public_client(settings: Settings, config: AuthConfig, profile: TenantProfile) -> PublicClient:
     key = (settings.authority_host, profile.tenant_id, profile.client_id)
-    with _lock:
-        client = _public.get(key)
-        if client is None:
-            client = PublicClient(
-                authority_host=settings.authority_host,
-                tenant_id=profile.tenant_id,
-                client_id=profile.client_id,
-                persisted=PersistedCache(default_token_cache_path()),
-                attempts=config.retry_attempts,
-                backoff=config.retry_backoff,
-            )
-            _public[key] = client
-        return client
+    return _kept(
+        _public,
+        key,
+        lambda: PublicClient(
+            authority_host=settings.authority_host,
+            tenant_id=profile.tenant_id,
+            client_id=profile.client_id,
+            persisted=PersistedCache(default_token_cache_path()),
+            attempts=config.retry_attempts,
+            backoff=config.retry_backoff,
+        ),
+    )
 
 
 def _build(settings: Settings, config: AuthConfig, profile: TenantProfile) -> CachedCredential:
@@ -142,21 +150,25 @@ def _build(settings: Settings, config: AuthConfig, profile: TenantProfile) -> Ca
             tenant_name=profile.name,
         )
     else:
-        client = confidential_client(
-            settings, config, profile, client_id=profile.client_id, secret_name=profile.client_secret_name
-        )
-        source = ClientCredentialsSource(client, tenant_name=profile.name)
+        return _client_credentials(settings, config, profile, MDA_SCOPE)
+    return CachedCredential(source, refresh_margin=config.token_refresh_margin)
+
+
+def _client_credentials(
+    settings: Settings, config: AuthConfig, profile: TenantProfile, scope: str
+) -> CachedCredential:
+    """Application context for `scope` with the profile's own app registration and client credential."""
+    client = confidential_client(
+        settings, config, profile, client_id=profile.client_id, secret_name=profile.client_secret_name
+    )
+    source = ClientCredentialsSource(client, tenant_name=profile.name, scope=scope)
     return CachedCredential(source, refresh_margin=config.token_refresh_margin)
 
 
 def credential_for(settings: Settings, profile: TenantProfile) -> CachedCredential:
     config = auth_config(settings)
     key = (profile, settings.authority_host, settings.key_vault_url, config)
-    with _lock:
-        credential = _credentials.get(key)
-        if credential is None:
-            credential = _credentials[key] = _build(settings, config, profile)
-        return credential
+    return _kept(_credentials, key, lambda: _build(settings, config, profile))
 
 
 def resource_credential_for(settings: Settings, profile: TenantProfile, scope: str) -> CachedCredential:
@@ -171,16 +183,7 @@ def resource_credential_for(settings: Settings, profile: TenantProfile, scope: s
         )
     config = auth_config(settings)
     key = (profile, settings.authority_host, settings.key_vault_url, config, scope)
-    with _lock:
-        credential = _credentials.get(key)
-        if credential is None:
-            client = confidential_client(
-                settings, config, profile, client_id=profile.client_id, secret_name=profile.client_secret_name
-            )
-            source = ClientCredentialsSource(client, tenant_name=profile.name, scope=scope)
-            credential = CachedCredential(source, refresh_margin=config.token_refresh_margin)
-            _credentials[key] = credential
-        return credential
+    return _kept(_credentials, key, lambda: _client_credentials(settings, config, profile, scope))
 
 
 def obo_credential_for(settings: Settings, profile: TenantProfile, user_assertion: str) -> CachedCredential:

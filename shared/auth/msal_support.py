@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.auth.errors import IdentityProviderUnavailableError
+from shared.auth.errors import IdentityProviderUnavailableError, TokenRequestError
 from shared.auth.redaction import redact
 from shared.auth.retry import RetryableError, with_retries
 from shared.auth.tokens import AccessToken
@@ -136,6 +136,25 @@ class IdentityProviderRetry:
                 f"{what} failed after {self.attempts} attempts ({exc.reason}); check that {self.authority} "
                 f"is reachable{where}"
             ) from None
+
+    def build_app(self, construct: Callable[[], T], *, client: str, transient: str) -> T:
+        """An MSAL app from `construct`, which runs tenant discovery: retried while it fails transiently
+        (`transient` names that in the error); an authority MSAL cannot use names `client` in the error."""
+
+        def attempt() -> T:
+            try:
+                return construct()
+            except ValueError as exc:  # MSAL: unknown tenant / unusable authority / bad key material
+                problem = authority_problem(exc, self.authority)
+                raise TokenRequestError(
+                    f"cannot use authority {self.authority} for {client}: {problem}"
+                ) from None
+            except Exception as exc:
+                if is_transient_exception(exc):
+                    raise RetryableError(f"{transient}: {type(exc).__name__}") from None
+                raise
+
+        return self(attempt, what=f"tenant discovery at {self.authority}")
 
 
 def access_token_from(result: dict[str, Any]) -> AccessToken:

@@ -36,14 +36,11 @@ from shared.auth.msal_support import (
     IdentityProviderRetry,
     NoHttpCache,
     access_token_from,
-    authority_problem,
     call_token_endpoint,
     error_codes,
     error_summary,
-    is_transient_exception,
 )
 from shared.auth.redaction import register_secret
-from shared.auth.retry import RetryableError
 from shared.auth.tokens import AccessToken, SourceInfo
 
 _log = logging.getLogger(__name__)
@@ -139,27 +136,18 @@ class PublicClient:
                     self.persisted.load_into(cache)
                     self._persist = True
 
-                def construct() -> Any:
-                    try:
-                        return msal.PublicClientApplication(
-                            self.client_id,
-                            authority=self.authority,
-                            instance_discovery=False,
-                            token_cache=cache,
-                            http_cache=NoHttpCache(),
-                            timeout=HTTP_TIMEOUT,
-                        )
-                    except ValueError as exc:
-                        raise TokenRequestError(
-                            f"cannot use authority {self.authority} for public client {self.client_id}: "
-                            f"{authority_problem(exc, self.authority)}"
-                        ) from None
-                    except Exception as exc:
-                        if is_transient_exception(exc):
-                            raise RetryableError(f"tenant discovery: {type(exc).__name__}") from None
-                        raise
-
-                self._app = self._retrying(construct, what=f"tenant discovery at {self.authority}")
+                self._app = self._retrying.build_app(
+                    lambda: msal.PublicClientApplication(
+                        self.client_id,
+                        authority=self.authority,
+                        instance_discovery=False,
+                        token_cache=cache,
+                        http_cache=NoHttpCache(),
+                        timeout=HTTP_TIMEOUT,
+                    ),
+                    client=f"public client {self.client_id}",
+                    transient="tenant discovery",
+                )
                 _skip_user_realm_discovery_on_loopback(self._app)
             return self._app
 

@@ -21,13 +21,17 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigurationError, TerminalError, ValidationError
 from shared.jobs.store import JobRecord, JobStore
 from shared.log_context import bind, log_context
+
+if TYPE_CHECKING:
+    from shared.deadletters import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,42 @@ def _parse(body: str) -> tuple[str, str | None]:
     return job_id, correlation if isinstance(correlation, str) else None
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """One queue message as the host handed it over, and the job reference read from it (if any)."""
+
+    text: str
+    message_id: str | None
+    dequeue_count: int | None
+    job_id: str | None = None
+    correlation_id: str | None = None
+    problem: str = ""  # why the message holds no job reference
+
+    @classmethod
+    def read(cls, body: str | bytes, message_id: str | None, dequeue_count: int | None) -> _Delivery:
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        try:
+            job_id, correlation_id = _parse(text)
+        except ValidationError as exc:
+            return cls(text, message_id, dequeue_count, problem=exc.reason)
+        return cls(text, message_id, dequeue_count, job_id, correlation_id)
+
+    def logged(self) -> AbstractContextManager[object]:
+        return log_context(job_id=self.job_id, correlation_id=self.correlation_id)
+
+    def dead_letter(self, source: str, reason: str) -> DeadLetter:
+        from shared.deadletters import dead_letter
+
+        return dead_letter(
+            source=source,
+            reason=reason,
+            body=self.text,
+            message_id=self.message_id,
+            correlation_id=self.correlation_id,
+            dequeue_count=self.dequeue_count,
+        )
+
+
 def process_message(
     body: str | bytes,
     *,
@@ -73,61 +113,28 @@ def process_message(
     store: JobStore | None = None,
 ) -> JobRecord | None:
     """Entry point of the queue trigger. Returns the job as it ended (None if there was no job to run)."""
-    from shared.deadletters import dead_letter
     from shared.storage import QUEUE_JOBS
 
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    try:
-        job_id, correlation_id = _parse(text)
-    except ValidationError as exc:
-        dead_letter(
-            source=QUEUE_JOBS,
-            reason=exc.reason,
-            body=text,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-        )
+    delivery = _Delivery.read(body, message_id, dequeue_count)
+    if delivery.job_id is None:
+        delivery.dead_letter(QUEUE_JOBS, delivery.problem)
         return None
-    with log_context(job_id=job_id, correlation_id=correlation_id):
-        return _process(
-            text,
-            job_id,
-            correlation_id=correlation_id,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-            store=store,
-        )
+    with delivery.logged():
+        return _process(delivery, delivery.job_id, store or _default_store())
 
 
-def _process(
-    text: str,
-    job_id: str,
-    *,
-    correlation_id: str | None,
-    message_id: str | None,
-    dequeue_count: int | None,
-    store: JobStore | None,
-) -> JobRecord | None:
-    from shared.deadletters import dead_letter
+def _process(delivery: _Delivery, job_id: str, jobs: JobStore) -> JobRecord | None:
     from shared.storage import QUEUE_JOBS
 
-    jobs = store or _default_store()
     job = jobs.get(job_id)
     if job is None:
-        dead_letter(
-            source=QUEUE_JOBS,
-            reason=f"job {job_id} does not exist",
-            body=text,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            dequeue_count=dequeue_count,
-        )
+        delivery.dead_letter(QUEUE_JOBS, f"job {job_id} does not exist")
         return None
     bind(correlation_id=job.correlation_id)  # the record's id wins over a message that lacks one
     if job.status in ("succeeded", "failed"):
         log.info("job %s already %s; duplicate delivery ignored [%s]", job_id, job.status, job.correlation_id)
         return job
-    redelivered = job.attempts > 0 or (dequeue_count or 1) > 1
+    redelivered = job.attempts > 0 or (delivery.dequeue_count or 1) > 1
     running = jobs.update(job_id, _start)
     if running is None or running.status != "running":
         return running
@@ -172,46 +179,19 @@ def process_poison(
     store: JobStore | None = None,
 ) -> JobRecord | None:
     """Entry point of the `<QUEUE_JOBS>-poison` trigger: dead-letter the message, end the job."""
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    try:
-        job_id, correlation_id = _parse(text)
-    except ValidationError:
-        job_id, correlation_id = None, None
-    with log_context(job_id=job_id, correlation_id=correlation_id):
-        return _poison(
-            text,
-            job_id,
-            correlation_id=correlation_id,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-            store=store,
-        )
+    delivery = _Delivery.read(body, message_id, dequeue_count)
+    with delivery.logged():
+        return _poison(delivery, store or _default_store())
 
 
-def _poison(
-    text: str,
-    job_id: str | None,
-    *,
-    correlation_id: str | None,
-    message_id: str | None,
-    dequeue_count: int | None,
-    store: JobStore | None,
-) -> JobRecord | None:
-    from shared.deadletters import dead_letter
+def _poison(delivery: _Delivery, jobs: JobStore) -> JobRecord | None:
     from shared.storage import QUEUE_JOBS
 
-    jobs = store or _default_store()
+    job_id = delivery.job_id
     job = jobs.get(job_id) if job_id else None
     last = (job.error or {}).get("message") if job is not None else None
     reason = "exhausted retries" + (f"; last error: {last}" if last else "")
-    letter = dead_letter(
-        source=f"{QUEUE_JOBS}-poison",
-        reason=reason,
-        body=text,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        dequeue_count=dequeue_count,
-    )
+    letter = delivery.dead_letter(f"{QUEUE_JOBS}-poison", reason)
     if job is None or job_id is None:
         return None
     error = {"code": "dead_lettered", "message": reason, "deadLetterId": letter.id}

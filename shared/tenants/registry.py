@@ -24,8 +24,11 @@ from shared.settings import (
     PROFILE_KEYS,
     Settings,
     TenantProfile,
+    check_profile_keys,
+    check_unique_names,
     parse_extra_api_host_suffixes,
     profile_from_mapping,
+    profile_list,
 )
 
 if TYPE_CHECKING:
@@ -218,28 +221,14 @@ class TenantRegistry:
 
     def import_profiles(self, raw_json: str, *, replace: bool = False) -> list[TenantEntry]:
         """Rows from an `MCAS_TENANT_PROFILES` JSON list (all validated before any is written)."""
-        import json
-
-        try:
-            items = json.loads(raw_json)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(
-                "MCAS_TENANT_PROFILES", f"is not valid JSON ({exc.msg} at char {exc.pos})"
-            ) from None
-        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-            raise ConfigurationError("MCAS_TENANT_PROFILES", "must be a non-empty JSON list of objects")
         entries: list[TenantEntry] = []
-        for index, item in enumerate(items):
+        for index, item in enumerate(profile_list(raw_json)):
             name = str(item.get("name") or "").strip()
             if not name:
                 raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}].name", "is required to import")
-            unknown = set(item) - set(PROFILE_KEYS)
-            if unknown:
-                raise ConfigurationError(f"MCAS_TENANT_PROFILES[{index}]", f"unknown keys {sorted(unknown)}")
+            check_profile_keys(item, index)
             entries.append(self._validated(name, item, check_collision=False))
-        names = [e.name for e in entries]
-        if len(set(names)) != len(names):
-            raise ConfigurationError("MCAS_TENANT_PROFILES", f"profile names must be unique, got {names}")
+        check_unique_names([e.name for e in entries])
         from azure.data.tables import UpdateMode
 
         for entry in entries:
