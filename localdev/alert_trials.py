@@ -133,46 +133,21 @@ def _blob_pages(
 def run_trial(
     trial: int,
     *,
-    env: dict[str, str],
-    expected_ids: set[str],
-    workdir: Path,
     rng: random.Random,
     kill_after: tuple[float, float] = (0.3, 3.0),
     max_kills: int = 2,
-    run_timeout: float = 120.0,
-    sinks: str = "blob",
-    logs_ids: Callable[[str], list[str]] | None = None,
-    source: str | None = None,
-    stream: str = "alerts",
-    page_size: int = 100,
-    by_version: bool = False,
+    **options: Any,
 ) -> TrialResult:
-    """`logs_ids(tenant)`: the AlertId of every table row of that tenant (when `sinks` includes logs).
-    `expected_ids` holds `record_key`s: alert ids, or `id:version` for a schema-2 change feed (Graph).
+    """One trial (`options` as `_one_trial` takes them).
 
-    A trial whose first run ends before its planned kill proves nothing about kills, so it starts again on a
+    A trial whose runs all end before their planned kills proves nothing about kills, so it starts again on a
     fresh tenant with kill moments drawn from half the window, up to `_REDRAWS` times: on a busy machine the
     calibrated run can be slower than a trial's run, and a kill drawn late would then miss every run."""
     window = kill_after
     for _ in range(_REDRAWS):
-        result = _one_trial(
-            trial,
-            env=env,
-            expected_ids=expected_ids,
-            workdir=workdir,
-            rng=rng,
-            kill_after=window,
-            max_kills=max_kills,
-            run_timeout=run_timeout,
-            sinks=sinks,
-            logs_ids=logs_ids,
-            source=source,
-            stream=stream,
-            page_size=page_size,
-            by_version=by_version,
-        )
+        result = _one_trial(trial, rng=rng, kill_after=window, max_kills=max_kills, **options)
         if result.kills > 0 or max_kills == 0:
-            return result
+            break
         window = (window[0] / 2, window[1] / 2)
     return result
 
@@ -186,14 +161,16 @@ def _one_trial(
     rng: random.Random,
     kill_after: tuple[float, float],
     max_kills: int,
-    run_timeout: float,
-    sinks: str,
-    logs_ids: Callable[[str], list[str]] | None,
-    source: str | None,
-    stream: str,
-    page_size: int,
-    by_version: bool,
+    run_timeout: float = 120.0,
+    sinks: str = "blob",
+    logs_ids: Callable[[str], list[str]] | None = None,
+    source: str | None = None,
+    stream: str = "alerts",
+    page_size: int = 100,
+    by_version: bool = False,
 ) -> TrialResult:
+    """`logs_ids(tenant)`: the AlertId of every table row of that tenant (when `sinks` includes logs).
+    `expected_ids` holds `record_key`s: alert ids, or `id:version` for a schema-2 change feed (Graph)."""
     tenant = f"kill{trial:02d}{uuid.uuid4().hex[:6]}"
     result = TrialResult(trial=trial, tenant=tenant, page_size=page_size)
     run_env = {**env, "MCAS_TENANT_NAME": tenant, "MCAS_ALERT_SINKS": sinks}
