@@ -1,4 +1,5 @@
-"""Run-wide fixtures: the local tenant simulator and Azurite, started once per test session.
+"""Run-wide fixtures: the local tenant simulator and Azurite, started once per test session, and the fixtures
+more than one test folder uses (alerts, auth, discovery, chaos, fuzz).
 
 Each lives in its own plugin module under tests/fixtures/ so the pieces stay small.
 """
@@ -8,6 +9,11 @@ pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.app_env",
     "tests.fixtures.leakcheck",
+    "tests.fixtures.alerts",
+    "tests.fixtures.auth",
+    "tests.fixtures.discovery",
+    "tests.fixtures.chaos",
+    "tests.fixtures.fuzz",
 ]
 
 

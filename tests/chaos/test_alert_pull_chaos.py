@@ -14,7 +14,7 @@ from typing import Any
 from shared.alerts.config import AlertConfig
 from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.settings import get_settings
-from tests.chaos.conftest import ChaosEnv, ChaosSink, blob_ids, duplicates
+from tests.fixtures.chaos import ChaosEnv, ChaosSink, blob_ids, duplicates
 
 PAGE = 100
 MAX_RUNS = 6

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from shared.storage import CONTAINER_DISCOVERY_LOGS, QUEUE_DISCOVERY_JOBS, container_client, queue_client
-from tests.chaos.conftest import ChaosEnv
+from tests.fixtures.chaos import ChaosEnv
 
 HOST_JSON = {
     "functionTimeout": "00:02:00",

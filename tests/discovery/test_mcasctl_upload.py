@@ -13,7 +13,7 @@ import pytest
 from mcasctl.cli import main
 from mcasctl.progress import ProgressBar, human_bytes, human_duration
 from shared.discovery.content import UTF8_BOM
-from tests.discovery.conftest import SimDiscovery, log_lines, sha256
+from tests.fixtures.discovery import SimDiscovery, log_lines, sha256
 
 
 class FakeTty(io.StringIO):

@@ -33,7 +33,7 @@ from shared.mda.client import MdaClient, RetryPolicy
 from shared.mda.errors import ApiError, MalformedResponseError
 from shared.mda.filters import Filter
 from tests.alerts.fakes import BASE, FakeClock, FakeCredential
-from tests.fuzz.strategies import JSON_VALUES, deep_nesting
+from tests.fixtures.fuzz_strategies import JSON_VALUES, deep_nesting
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 TENANT = "contoso"
