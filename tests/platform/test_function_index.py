@@ -20,7 +20,7 @@ import pytest
 from localdev.host.cron import Schedule
 from localdev.host.index import app_functions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "AzureWebJobsStorage"
 SETTING_EXPRESSION = re.compile(r"^%([A-Z][A-Z0-9_]*)%$")
 QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){2,62}$")

@@ -23,7 +23,7 @@ from azure.functions.queue import QueueMessage
 from localdev.host.invoke import LocalContext
 from shared.caches import reset_all_caches
 from shared.logging_setup import ContextFilter
-from tests.reliability.metric_reader import metric_points
+from tests.platform.metric_reader import metric_points
 
 DAY_MS = 86_400_000
 TENANT = "contoso"

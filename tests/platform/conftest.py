@@ -1,5 +1,5 @@
 """Fixtures shared by the reliability tests."""
 
-from tests.reliability.metric_reader import reader
+from tests.platform.metric_reader import reader
 
 __all__ = ["reader"]

@@ -1,7 +1,7 @@
 """The platform's Python worker indexes function_app.py exactly as the local host does, binding by binding.
 
 `azure-functions-runtime` (the worker code Azure runs for Python 3.13) loads the app through its own entry
-points in the `.venv313` environment that `make worker-venv` builds (`tests/worker_index_probe.py` drives it).
+points in the `.venv313` environment that `make worker-venv` builds (`tests/platform/worker_index_probe.py` drives it).
 It imports the app, applies the checks Azure applies at load time (parameters against bindings, `Out[...]`
 annotations) and produces the function metadata the host receives; every raw binding must equal the local
 host's index (`localdev.host.index`), setting by setting. Skipped only where no Python 3.13 is installed.
@@ -21,8 +21,8 @@ import pytest
 
 from localdev.host.index import BindingSpec, Direction, FunctionSpec, app_functions, describe
 
-ROOT = Path(__file__).resolve().parent.parent
-PROBE = ROOT / "tests" / "worker_index_probe.py"
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = Path(__file__).with_name("worker_index_probe.py")
 WORKER_PYTHON = ROOT / ".venv313" / "bin" / "python"
 MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.telemetry import METRICS, metrics
-from tests.reliability.metric_reader import metric_points
+from tests.platform.metric_reader import metric_points
 
 ROOT = Path(__file__).resolve().parents[2]
 

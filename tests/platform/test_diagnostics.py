@@ -11,7 +11,7 @@ import azure.functions as func
 from functions.diagnostics import ping
 from shared.version import APP_VERSION
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ping_reports_status_and_version_only(monkeypatch):
