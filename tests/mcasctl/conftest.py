@@ -1,10 +1,6 @@
-"""Every CLI test gets its own XDG_CONFIG_HOME: `mcasctl login` and `token` keep a token cache there."""
+"""Every CLI test gets its own XDG_CONFIG_HOME, as every auth test does: `mcasctl login` and `token` keep a token
+cache there."""
 
-from pathlib import Path
+from tests.auth.conftest import _isolated_config_dir
 
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _isolated_config_dir(isolated_config_dir: Path) -> Path:
-    return isolated_config_dir
+__all__ = ["_isolated_config_dir"]
