@@ -19,8 +19,8 @@ pytest_plugins = [
 ]
 
 
-# A test that uses one of these (directly or through another fixture) opens real sockets: the session simulator
-# or a private one (all share the session's test CA), Azurite, or the local Functions host.
+# A test that uses one of these (directly or through another fixture) opens real sockets: the session
+# simulator or a private one (all share the session's test CA), Azurite, or the local Functions host.
 INTEGRATION_FIXTURES = frozenset({"simulator", "simulator_pki", "azurite", "host"})
 
 

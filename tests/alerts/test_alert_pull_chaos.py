@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared.alerts.config import AlertConfig
 from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.settings import get_settings
 from tests.fixtures.chaos import ChaosEnv, ChaosSink, blob_ids, duplicates
+
+pytestmark = pytest.mark.chaos
 
 PAGE = 100
 MAX_RUNS = 6

@@ -1,5 +1,5 @@
-"""Every CLI test gets its own XDG_CONFIG_HOME, as every auth test does: `mcasctl login` and `token` keep a token
-cache there."""
+"""Every CLI test gets its own XDG_CONFIG_HOME, as every auth test does: `mcasctl login` and `token` keep a
+token cache there."""
 
 from tests.auth.conftest import _isolated_config_dir
 

@@ -35,6 +35,8 @@ from shared.mda.filters import Filter
 from tests.alerts.fakes import BASE, FakeClock, FakeCredential
 from tests.fixtures.fuzz_strategies import JSON_VALUES, deep_nesting
 
+pytestmark = pytest.mark.fuzz
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 TENANT = "contoso"
 

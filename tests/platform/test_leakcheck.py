@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 LEAKY = """
@@ -69,6 +71,7 @@ def _inner(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # the inner session starts a simulator
 def test_leaks_fail_the_session_and_are_reported_masked(tmp_path):
     result = _inner(tmp_path, LEAKY)
     out = result.stdout

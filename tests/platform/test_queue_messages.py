@@ -27,6 +27,8 @@ from shared.errors import ValidationError
 from shared.storage import CONTAINER_DISCOVERY_LOGS, QUEUE_ALERT_PULL_JOBS, QUEUE_DISCOVERY_JOBS, QUEUE_JOBS
 from tests.fixtures.fuzz_strategies import FIELD_VALUES, JSON_VALUES, encode, junk_bodies, near_valid
 
+pytestmark = pytest.mark.fuzz
+
 # Bounded for CI (the whole fuzz suite stays well under a minute); FUZZ_EXAMPLES=1000 for a deep run.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

@@ -28,6 +28,8 @@ from shared.caches import reset_all_caches
 from shared.settings import get_settings
 from tests.fixtures.chaos import ChaosEnv, ChaosSink, blob_ids, duplicates
 
+pytestmark = pytest.mark.chaos
+
 PAGE = 100
 
 

@@ -1,10 +1,11 @@
 """The platform's Python worker indexes function_app.py exactly as the local host does, binding by binding.
 
 `azure-functions-runtime` (the worker code Azure runs for Python 3.13) loads the app through its own entry
-points in the `.venv313` environment that `make worker-venv` builds (`tests/platform/worker_index_probe.py` drives it).
-It imports the app, applies the checks Azure applies at load time (parameters against bindings, `Out[...]`
-annotations) and produces the function metadata the host receives; every raw binding must equal the local
-host's index (`localdev.host.index`), setting by setting. Skipped only where no Python 3.13 is installed.
+points in the `.venv313` environment that `make worker-venv` builds (`worker_index_probe.py`, next to this
+file, drives it). It imports the app, applies the checks Azure applies at load time (parameters against
+bindings, `Out[...]` annotations) and produces the function metadata the host receives; every raw binding
+must equal the local host's index (`localdev.host.index`), setting by setting. Skipped only where no
+Python 3.13 is installed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Index the app with the platform's Python worker and write what the Functions host would receive, as JSON.
 
-Run by `tests/platform/test_worker_index.py` with the Python 3.13 environment that `make worker-venv` builds; usage:
+Run by `tests/platform/test_worker_index.py` with the Python 3.13 environment that `make worker-venv` builds;
+usage:
 `python tests/platform/worker_index_probe.py APP_DIR OUT_JSON`. It drives the worker's own entry points:
 `azure_functions_runtime.worker_init_request` (imports `function_app.py`, finds the one `FunctionApp`, runs
 the worker's parameter and annotation checks, builds the metadata), then `functions_metadata_request`.
