@@ -1,5 +1,6 @@
 """The root conftest's markers, in an inner pytest session (collection only, nothing starts): `integration`
-follows the fixtures a test uses, however indirectly, and `soak` stays out unless the -m expression names it."""
+follows the fixtures a test uses, however indirectly, and `soak` stays out unless the -m expression names
+it."""
 
 from __future__ import annotations
 
@@ -52,9 +53,9 @@ def _collected(tmp_path: Path, *args: str) -> set[str]:
     (tmp_path / "test_inner.py").write_text(INNER)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n  integration\n  soak\n")
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
-        + [*args, str(tmp_path / "test_inner.py")],
+        [*command, "-p", "tests.conftest", *args, str(tmp_path / "test_inner.py")],
         capture_output=True,
         text=True,
         cwd=tmp_path,
