@@ -25,7 +25,7 @@ from shared.graph.client import GraphClient
 from shared.mda.client import RequestStats
 from shared.mda.errors import MalformedResponseError, ServerError, ThrottledError
 from tests.alerts.fakes import FakeClock, FakeCredential
-from tests.alerts.test_model_and_filters import DOC_EXAMPLE
+from tests.alerts.test_model import DOC_EXAMPLE
 
 ROOT = "https://graph.microsoft.com"
 

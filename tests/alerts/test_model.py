@@ -1,8 +1,7 @@
-"""Pure parts: the filter builder, alert normalisation (enums incl. unknown values) and the schema."""
+"""Alert normalisation (enums incl. unknown values) and the alert schema."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
@@ -11,7 +10,6 @@ from jsonschema import Draft202012Validator
 from localdev.simulator.seed import AlertFactory
 from shared.alerts.model import ALERT_SCHEMA, SCHEMA_VERSION, normalize
 from shared.errors import ValidationError
-from shared.mda.filters import Filter, filter_from_json, to_epoch_ms
 from tests.alerts.fakes import BASE, T0_MS
 
 DOC_EXAMPLE = {
@@ -50,39 +48,6 @@ DOC_EXAMPLE = {
     "resolveTime": "2021-05-13T14:02:34.904Z",
     "URL": "https://contoso.portal.cloudappsecurity.com/#/alerts/603f704aaf7417985bbf3b22",
 }
-
-
-@pytest.mark.parametrize(
-    ("build", "expected"),
-    [
-        (lambda f: f.gte("date", 1_700_000_000_000), {"date": {"gte": 1_700_000_000_000}}),
-        (lambda f: f.gte("date", dt.datetime(2024, 1, 1, tzinfo=dt.UTC)), {"date": {"gte": 1704067200000}}),
-        (lambda f: f.eq("severity", 1, 2), {"severity": {"eq": [1, 2]}}),
-        (lambda f: f.where("severity", "eq", 2), {"severity": {"eq": [2]}}),
-        (lambda f: f.ids(["a", "b"]).neq("id", "c"), {"id": {"eq": ["a", "b"], "neq": ["c"]}}),
-        (lambda f: f.gte("date", 1).lte("date", 5), {"date": {"gte": 1, "lte": 5}}),
-        (lambda f: f.where("alertOpen", "eq", True), {"alertOpen": {"eq": [True]}}),
-        (
-            lambda f: f.where("date", "range", [{"start": 1, "end": 2}]),
-            {"date": {"range": [{"start": 1, "end": 2}]}},
-        ),
-        (lambda f: f.where("read", "isset", True).without("read"), {}),
-    ],
-)
-def test_filter_builder(build, expected):
-    assert build(Filter()).to_json() == expected
-
-
-def test_filter_is_immutable_and_checks_operators():
-    base = Filter().eq("severity", 2)
-    derived = base.gte("date", 5)
-    assert base.to_json() == {"severity": {"eq": [2]}} and derived != base
-    with pytest.raises(ValueError, match="unknown filter operator"):
-        Filter().where("date", "greater", 1)
-    with pytest.raises(ValueError):
-        filter_from_json({"severity": 2})
-    assert filter_from_json({"severity": {"eq": 2}}).to_json() == {"severity": {"eq": 2}}
-    assert to_epoch_ms(dt.datetime(1970, 1, 1, 0, 0, 1)) == 1000
 
 
 def test_normalises_the_documented_example():
