@@ -1,13 +1,11 @@
-"""Pure parsing and validation: source ids, queue messages (explicit jobs and Event Grid events), settings."""
+"""Discovery queue messages: explicit jobs and Event Grid events, parsed and validated."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
-from shared.discovery.config import DiscoveryConfig
 from shared.discovery.jobs import (
     BlobRef,
     Skip,
@@ -17,8 +15,7 @@ from shared.discovery.jobs import (
     parse_message,
     resolve,
 )
-from shared.discovery.sources import CURRENT_SOURCES, LEGACY_SOURCES, parse_extra_sources, validate_source
-from shared.errors import ConfigurationError, ValidationError
+from shared.errors import ValidationError
 
 AZURE = StorageAccount("acct", "https://acct.blob.core.windows.net/")
 AZURITE = StorageAccount("devstoreaccount1", "http://127.0.0.1:10000/devstoreaccount1/")
@@ -43,33 +40,6 @@ def _event(url: str, *, api: str = "PutBlob", schema: str = "eventgrid") -> dict
         "dataVersion": "",
         "metadataVersion": "1",
     }
-
-
-class TestSources:
-    def test_the_documented_list_has_71_ids_and_13_legacy(self) -> None:
-        assert len(CURRENT_SOURCES) == 71
-        assert len(LEGACY_SOURCES) == 13
-        assert not CURRENT_SOURCES & LEGACY_SOURCES
-
-    def test_current_id_is_normalised_to_upper_case(self) -> None:
-        assert validate_source(" palo_alto ") == "PALO_ALTO"
-
-    def test_legacy_id_is_accepted_with_a_warning(self, caplog: pytest.LogCaptureFixture) -> None:
-        with caplog.at_level(logging.WARNING):
-            assert validate_source("ZSCALER_CEF") == "ZSCALER_CEF"
-        assert "no longer in the documented list" in caplog.text
-
-    def test_unknown_id_is_refused_with_a_hint(self) -> None:
-        with pytest.raises(
-            ValidationError, match=r"unknown source type 'PALO_ALTOO' \(did you mean PALO_ALTO\?\)"
-        ):
-            validate_source("PALO_ALTOO")
-
-    def test_override_setting_allows_ids_the_docs_lag_on(self) -> None:
-        extra = parse_extra_sources("IBOSS_SYSLOG, fortios")
-        assert validate_source("IBOSS_SYSLOG", extra=extra) == "IBOSS_SYSLOG"
-        with pytest.raises(ConfigurationError, match="MCAS_DISCOVERY_EXTRA_SOURCES"):
-            parse_extra_sources("GOOD, bad id!")
 
 
 class TestExplicitJobs:
@@ -186,27 +156,6 @@ class TestEventGrid:
         assert isinstance(job, UploadJob)
         with pytest.raises(ValidationError, match="unknown source type"):
             resolve(job, {})
-
-
-class TestConfig:
-    def test_defaults_are_the_documented_limits(self) -> None:
-        config = DiscoveryConfig.from_getter(lambda name, default: default)
-        assert (config.max_file_bytes, config.single_put_bytes) == (5_000_000_000, 64 * 1024 * 1024)
-
-    def test_limits_scale_down_but_not_above_the_service_limit(self) -> None:
-        env = {
-            "MCAS_DISCOVERY_MAX_FILE_BYTES": "4096",
-            "MCAS_DISCOVERY_SINGLE_PUT_BYTES": "1024",
-            "MCAS_DISCOVERY_BLOCK_BYTES": "256",
-        }
-        config = DiscoveryConfig.from_getter(env.get)
-        assert (config.max_file_bytes, config.single_put_bytes, config.block_bytes) == (4096, 1024, 256)
-        with pytest.raises(ConfigurationError, match="MCAS_DISCOVERY_MAX_FILE_BYTES"):
-            DiscoveryConfig.from_getter(lambda name, default: "6000000000" if "MAX_FILE" in name else default)
-        with pytest.raises(
-            ConfigurationError, match="MCAS_DISCOVERY_UPLOAD_CONCURRENCY must be between 1 and 16"
-        ):
-            DiscoveryConfig.from_getter(lambda name, default: "0" if "CONCURRENCY" in name else default)
 
 
 @pytest.mark.parametrize(
