@@ -1,40 +1,31 @@
-"""User context (ROPC, device code, on-behalf-of) and the legacy token, against the simulator over HTTPS."""
+"""User context (ROPC, device code, on-behalf-of), against the simulator over HTTPS."""
 
 from __future__ import annotations
 
-import logging
 import stat
 
 import pytest
-import requests
 
 from shared.auth import TokenRequestError, api_credential
 from shared.auth.factory import device_code_login, device_code_logout
-from shared.auth.legacy import reset_warning
 from shared.caches import reset_all_caches
 from shared.errors import ConfigurationError
+from tests.fixtures.auth import api_status
 
 
 @pytest.fixture(scope="module")
 def simulator(isolated_simulator):
-    """This module rotates credentials / revokes tokens: use a private simulator (see conftest)."""
+    """This module rotates credentials / revokes tokens: use a private simulator (see tests/fixtures/auth.py)."""
     return isolated_simulator
 
 
 DELEGATED = ("Discovery.manage", "Discovery.read", "Investigation.manage", "Investigation.read")
 
 
-def _api_status(simulator, header: str) -> int:
-    response = requests.get(
-        f"{simulator.api_url('contoso')}/api/v1/alerts/", headers={"Authorization": header}, timeout=10
-    )
-    return response.status_code
-
-
 def test_ropc_with_username_and_password_from_key_vault(auth_settings, simulator) -> None:
     settings = auth_settings("user")
     credential = api_credential(settings.default_tenant)
-    assert _api_status(simulator, credential.authorization_header()) == 200
+    assert api_status(simulator, credential.authorization_header()) == 200
     description = credential.describe()
     assert description.mode == "user"
     assert description.scopes == DELEGATED
@@ -63,7 +54,7 @@ def test_ropc_rotated_password_is_reread(auth_settings, simulator) -> None:
     simulator.rotate_secret("mcas-user-password")
     simulator.revoke_tokens("public")  # access and refresh tokens gone: ROPC again, with the old password
     credential.invalidate()
-    assert _api_status(simulator, credential.authorization_header()) == 200
+    assert api_status(simulator, credential.authorization_header()) == 200
     assert simulator.counters()["keyvault_reads"]["mcas-user-password"] == 2
 
 
@@ -87,7 +78,7 @@ def test_device_code_login_persists_a_private_cache_used_by_later_workers(
 
     reset_all_caches()  # a new worker / a new mcasctl process
     fresh = api_credential(settings.default_tenant, settings=settings)
-    assert _api_status(simulator, fresh.authorization_header()) == 200
+    assert api_status(simulator, fresh.authorization_header()) == 200
     assert "device code" in fresh.describe().credential
     counters = simulator.counters()
     assert counters["tokens"] == {"device_code": 1}  # the signed-in operator, no ROPC
@@ -96,7 +87,7 @@ def test_device_code_login_persists_a_private_cache_used_by_later_workers(
     assert device_code_logout(settings, settings.default_tenant) == cache
     assert not cache.exists()
     after = api_credential(settings.default_tenant, settings=settings)
-    assert _api_status(simulator, after.authorization_header()) == 200
+    assert api_status(simulator, after.authorization_header()) == 200
     assert simulator.counters()["tokens"]["password"] == 1  # back to ROPC from Key Vault
 
 
@@ -117,7 +108,7 @@ def test_on_behalf_of_the_calling_analyst(auth_settings, simulator) -> None:
     settings = auth_settings("application")
     assertion = _user_token_for(simulator, "daemon")
     credential = api_credential(settings.default_tenant, user_assertion=assertion)
-    assert _api_status(simulator, credential.authorization_header()) == 200
+    assert api_status(simulator, credential.authorization_header()) == 200
     description = credential.describe()
     assert description.mode == "on_behalf_of"
     assert description.user == simulator.info["users"]["analyst"]["username"]
@@ -137,7 +128,7 @@ def test_on_behalf_of_through_a_separate_webhook_api_app(auth_settings, simulato
     credential = api_credential(
         settings.default_tenant, user_assertion=_user_token_for(simulator, "webhook_api")
     )
-    assert _api_status(simulator, credential.authorization_header()) == 200
+    assert api_status(simulator, credential.authorization_header()) == 200
     assert credential.describe().client_id == simulator.client_id("webhook_api")
 
 
@@ -159,29 +150,3 @@ def test_on_behalf_of_needs_a_confidential_client_in_user_mode(auth_settings, si
     settings = auth_settings("user")
     with pytest.raises(ConfigurationError, match="MCAS_OBO_CLIENT_ID"):
         api_credential(settings.default_tenant, user_assertion=_user_token_for(simulator, "daemon"))
-
-
-def test_legacy_token_from_key_vault_with_one_deprecation_warning(auth_settings, simulator, caplog) -> None:
-    reset_warning()
-    settings = auth_settings("legacy")
-    credential = api_credential(settings.default_tenant)
-    with caplog.at_level(logging.WARNING, logger="shared.auth.legacy"):
-        header = credential.authorization_header()
-        credential.invalidate()
-        credential.authorization_header()
-    assert header.startswith("Token ")
-    assert _api_status(simulator, header) == 200
-    assert sum("deprecated" in r.getMessage() for r in caplog.records) == 1
-    description = credential.describe()
-    assert (description.mode, description.scheme, description.expires_on) == ("legacy", "Token", None)
-
-
-def test_legacy_token_rotation_is_picked_up_after_a_401(auth_settings, simulator) -> None:
-    settings = auth_settings("legacy")
-    credential = api_credential(settings.default_tenant)
-    old = credential.authorization_header()
-    simulator.rotate_secret("mcas-api-token")
-    assert _api_status(simulator, old) == 401
-    credential.invalidate()
-    new = credential.authorization_header()
-    assert new != old and _api_status(simulator, new) == 200
