@@ -16,7 +16,8 @@ import pytest
 from shared.alerts.config import AlertConfig
 from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.settings import get_settings
-from tests.fixtures.chaos import ChaosEnv, ChaosSink, blob_ids, duplicates
+from tests.fixtures.alerts import blob_ids
+from tests.fixtures.chaos import ChaosEnv, ChaosSink, duplicates
 
 pytestmark = pytest.mark.chaos
 

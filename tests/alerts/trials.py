@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 from localdev.alert_trials import TrialResult, calibrate, run_trial
-
-DAY_MS = 86_400_000
+from tests.fixtures.alerts import seed_alerts
 
 
 def seed_last_day(sim: Any, *, seed: int, count: int = 600) -> set[str]:
     """`count` MDA alerts of contoso spread over the last day, 40% of them in bursts; their ids."""
-    now = int(time.time() * 1000)
-    spec = {"count": count, "seed": seed, "start_ms": now - DAY_MS, "end_ms": now - 1000, "burst_share": 0.4}
-    sim.mda("contoso", "POST", "alerts/seed", spec)
-    return {a["_id"] for a in sim.mda("contoso", "GET", "alerts")["alerts"]}
+    return {a["_id"] for a in seed_alerts(sim, count, seed=seed, days=1)}
 
 
 def trial_env(**settings: str) -> dict[str, str]:

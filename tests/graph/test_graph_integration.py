@@ -18,6 +18,7 @@ from shared.alerts.config import AlertConfig
 from shared.alerts.pull import default_environment, run_scheduled
 from shared.settings import get_settings
 from tests.alerts.fakes import RecordingSink
+from tests.fixtures.alerts import seed_alerts
 
 DAY_MS = 86_400_000
 
@@ -31,22 +32,6 @@ def graph_env(alerts_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> di
     sim.graph("contoso", "POST", "reset")
     sim.graph("contoso", "POST", "config", {"limit": 150, "window_s": 2})
     return alerts_env
-
-
-def _seed(sim: Any, count: int, *, seed: int = 3) -> None:
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {
-            "count": count,
-            "seed": seed,
-            "start_ms": now - 2 * DAY_MS,
-            "end_ms": now - 1000,
-            "burst_share": 0.4,
-        },
-    )
 
 
 def _pull(sink: RecordingSink) -> list[Any]:
@@ -63,7 +48,7 @@ def _versions(sink: RecordingSink) -> list[tuple[str, int]]:
 
 def test_graph_pull_delivers_every_new_version_once(graph_env: dict[str, Any]) -> None:
     sim = graph_env["sim"]
-    _seed(sim, 2000)
+    seed_alerts(sim, 2000, seed=3)
     first = RecordingSink()
     _pull(first)
     graph_view = sim.graph("contoso", "GET", "alerts")["alerts"]
@@ -127,7 +112,7 @@ def test_mda_source_delivers_closures_as_new_versions(alerts_env: dict[str, Any]
     from shared.mda.client import client_for
 
     sim = alerts_env["sim"]
-    _seed(sim, 2000, seed=8)
+    seed_alerts(sim, 2000, seed=8)
     first = RecordingSink()
     _pull(first)
     assert len(first.ids) == 2000 == len(set(first.ids))
@@ -179,7 +164,7 @@ def test_mcasctl_pull_source_graph_overrides_the_profile(alerts_env, monkeypatch
     monkeypatch.setenv("MCAS_ALERT_SINKS", "")
     sim.graph("contoso", "POST", "reset")
     sim.graph("contoso", "POST", "config", {"limit": 150, "window_s": 2})
-    _seed(sim, 300, seed=9)
+    seed_alerts(sim, 300, seed=9)
     out = tmp_path / "graph.ndjson"
     assert main(["alerts", "pull", "--source", "graph", "--lookback", "3d", "--out", str(out)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -5,48 +5,35 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from shared.jobs.store import INLINE_RESULT_CHARS, JobRecord, JobStore
+from shared.jobs.store import INLINE_RESULT_CHARS, JobStore
+from tests.jobs.builders import job_record
 from tests.jobs.fakes import FakeBlobs, FakeTable
-
-
-def record(job_id: str = "00000000-0000-4000-8000-000000000001") -> JobRecord:
-    return JobRecord(
-        job_id=job_id,
-        action="alerts.close",
-        spec={"action": "alerts.close", "params": {}},
-        status="queued",
-        correlation_id="c-1",
-        context="application",
-        requested_by={"type": "signature"},
-        created_at="t0",
-        updated_at="t0",
-    )
 
 
 def test_update_is_etag_safe_under_contention():
     store = JobStore(FakeTable())
-    store.create(record())
+    store.create(job_record())
     barrier = threading.Barrier(8)
 
     def bump() -> None:
         barrier.wait()
         for _ in range(5):
-            store.update(record().job_id, lambda j: replace(j, attempts=j.attempts + 1))
+            store.update(job_record().job_id, lambda j: replace(j, attempts=j.attempts + 1))
 
     threads = [threading.Thread(target=bump) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    job = store.get(record().job_id)
+    job = store.get(job_record().job_id)
     assert job is not None and job.attempts == 40
 
 
 def test_large_results_go_to_a_blob_and_come_back():
     blobs = FakeBlobs()
     store = JobStore(FakeTable(), blobs)
-    store.create(record())
+    store.create(job_record())
     big = {"alerts": ["x" * 100] * (INLINE_RESULT_CHARS // 50)}
-    store.update(record().job_id, lambda j: replace(j, result=big, status="succeeded"))
-    job = store.get(record().job_id)
-    assert job is not None and job.result == big and list(blobs.data) == [f"{record().job_id}.json"]
+    store.update(job_record().job_id, lambda j: replace(j, result=big, status="succeeded"))
+    job = store.get(job_record().job_id)
+    assert job is not None and job.result == big and list(blobs.data) == [f"{job_record().job_id}.json"]

@@ -9,8 +9,9 @@ import pytest
 
 from shared.errors import TransientError
 from shared.jobs import worker
-from shared.jobs.store import JobRecord, JobStore
+from shared.jobs.store import JobStore
 from shared.mda.errors import BadRequestError
+from tests.jobs.builders import job_record
 from tests.jobs.fakes import FakeTable
 
 JOB_ID = "00000000-0000-4000-8000-00000000abcd"
@@ -30,11 +31,8 @@ def store(monkeypatch: pytest.MonkeyPatch) -> JobStore:
     jobs = JobStore(FakeTable())
     jobs.letters = letters  # type: ignore[attr-defined]
     jobs.create(
-        JobRecord(
-            job_id=JOB_ID,
-            action="alerts.close",
-            spec={"action": "alerts.close", "params": {}},
-            status="queued",
+        job_record(
+            JOB_ID,
             correlation_id="corr-1",
             context="user",
             requested_by={"type": "user"},

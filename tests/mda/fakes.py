@@ -7,8 +7,8 @@ from typing import Any
 
 import requests
 
-from shared.mda.client import MdaClient, RetryPolicy
-from tests.alerts.fakes import BASE, FakeClock, FakeCredential
+from shared.mda.client import RetryPolicy
+from tests.alerts.fakes import fake_client
 
 
 def answering_client(status: int, body: bytes, *, cap: int | None = None) -> Any:
@@ -19,14 +19,4 @@ def answering_client(status: int, body: bytes, *, cap: int | None = None) -> Any
             r.headers["Content-Type"] = "application/json"
             return r
 
-    clock = FakeClock()
-    return MdaClient(
-        BASE,
-        FakeCredential(),
-        session=Session(),
-        clock=clock,
-        sleep=clock.sleep,
-        rng=lambda: 0.5,
-        retry=RetryPolicy(max_attempts=1),
-        max_response_bytes=cap,
-    )
+    return fake_client(Session(), retry=RetryPolicy(max_attempts=1), max_response_bytes=cap)

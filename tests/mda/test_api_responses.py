@@ -32,8 +32,9 @@ from shared.mda.alerts import AlertsApi
 from shared.mda.client import MdaClient, RetryPolicy
 from shared.mda.errors import ApiError, MalformedResponseError
 from shared.mda.filters import Filter
-from tests.alerts.fakes import BASE, FakeClock, FakeCredential
+from tests.alerts.fakes import fake_client
 from tests.fixtures.fuzz_strategies import JSON_VALUES, deep_nesting
+from tests.fixtures.simulator import mda_throttle
 
 pytestmark = pytest.mark.fuzz
 
@@ -98,16 +99,8 @@ class _Answer:
 
 
 def _client(session: _Answer) -> MdaClient:
-    clock = FakeClock()
-    return MdaClient(
-        BASE,
-        FakeCredential(),
-        session=session,
-        clock=clock,
-        sleep=clock.sleep,
-        rng=lambda: 0.5,
-        retry=RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_cap_s=0.01, max_throttle_retries=1),
-    )
+    retry = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_cap_s=0.01, max_throttle_retries=1)
+    return fake_client(session, retry=retry)
 
 
 OPERATIONS = {
@@ -155,13 +148,10 @@ def api_env(app_env: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyP
     from shared.caches import reset_all_caches
 
     reset_all_caches()
-    previous = simulator.mda(TENANT, "GET", "throttle")
-    simulator.mda(TENANT, "POST", "throttle", {"limit": 6000, "window_s": 60})
     try:
-        yield simulator
+        with mda_throttle(simulator, TENANT, limit=6000, window_s=60):
+            yield simulator
     finally:
-        restore = {"limit": previous["limit"], "window_s": previous["window_s"]}
-        simulator.mda(TENANT, "POST", "throttle", restore)
         reset_all_caches()
 
 

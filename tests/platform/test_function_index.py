@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from localdev.host.cron import Schedule
 from localdev.host.index import app_functions
+from tests.fixtures.processes import run_captured
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "AzureWebJobsStorage"
@@ -130,14 +130,6 @@ def test_indexing_needs_no_settings():
     """The worker indexes the app before any setting is validated: importing must not read configuration."""
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
     code = "import function_app; print(len(function_app.app.get_functions()))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_captured([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.strip()) == len(EXPECTED)

@@ -4,14 +4,11 @@ without repeating the secret, honours `leakcheck_exempt`, and stays out of the w
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.processes import inner_pytest
+
+PLUGINS = ("-p", "tests.fixtures.simulator", "-p", "tests.fixtures.leakcheck")
 
 LEAKY = """
 import logging
@@ -41,39 +38,9 @@ def test_no_simulator_no_sweep():
 """
 
 
-def _inner(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "test_inner.py").write_text(source)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "tests.fixtures.simulator",
-            "-p",
-            "tests.fixtures.leakcheck",
-            str(tmp_path / "test_inner.py"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.integration  # the inner session starts a simulator
 def test_leaks_fail_the_session_and_are_reported_masked(tmp_path):
-    result = _inner(tmp_path, LEAKY)
+    result = inner_pytest(tmp_path, LEAKY, *PLUGINS)
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "4 passed" in out
@@ -90,6 +57,6 @@ def test_leaks_fail_the_session_and_are_reported_masked(tmp_path):
 
 
 def test_without_a_simulator_the_sweep_is_inactive(tmp_path):
-    result = _inner(tmp_path, CLEAN_WITHOUT_SIMULATOR)
+    result = inner_pytest(tmp_path, CLEAN_WITHOUT_SIMULATOR, *PLUGINS)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "leakcheck" not in result.stdout

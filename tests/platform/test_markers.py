@@ -4,14 +4,11 @@ it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.processes import inner_pytest
 
 INNER = """
 import pytest
@@ -50,19 +47,8 @@ SOCKETS = {"test_simulator", "test_through_app_env", "test_test_ca", "test_azuri
 
 
 def _collected(tmp_path: Path, *args: str) -> set[str]:
-    (tmp_path / "test_inner.py").write_text(INNER)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n  integration\n  soak\n")
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    result = subprocess.run(
-        [*command, "-p", "tests.conftest", *args, str(tmp_path / "test_inner.py")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": path},
-        timeout=120,
-        check=False,
-    )
+    ini = "[pytest]\nmarkers =\n  integration\n  soak\n"
+    result = inner_pytest(tmp_path, INNER, "--collect-only", "-p", "tests.conftest", *args, ini=ini)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {line.split("::")[1] for line in result.stdout.splitlines() if "::" in line}
 

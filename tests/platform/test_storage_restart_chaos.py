@@ -26,7 +26,8 @@ from shared.alerts.config import AlertConfig
 from shared.alerts.pull import PullResult, default_environment, run_scheduled
 from shared.caches import reset_all_caches
 from shared.settings import get_settings
-from tests.fixtures.chaos import ChaosEnv, ChaosSink, blob_ids, duplicates
+from tests.fixtures.alerts import blob_ids
+from tests.fixtures.chaos import ChaosEnv, ChaosSink, duplicates
 
 pytestmark = pytest.mark.chaos
 

@@ -23,6 +23,8 @@ from azure.functions.queue import QueueMessage
 from localdev.host.invoke import LocalContext
 from shared.caches import reset_all_caches
 from shared.logging_setup import ContextFilter
+from tests.fixtures.app_env import set_app_settings
+from tests.fixtures.simulator import mda_throttle
 from tests.platform.metric_reader import metric_points
 
 DAY_MS = 86_400_000
@@ -39,7 +41,7 @@ def _value(points: dict[str, Any], name: str, **attributes: str) -> Any:
 def tenant(app_env: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh tenant profile name against contoso, blob sink, no settle delay, 150 alerts seeded."""
     name = f"wire{uuid.uuid4().hex[:10]}"
-    for key, value in {
+    settings = {
         "MCAS_TENANT_NAME": name,
         "MCAS_ALERT_SINKS": "blob",
         "MCAS_ALERTS_SETTLE_SECONDS": "0",
@@ -47,20 +49,15 @@ def tenant(app_env: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyPa
         "MCAS_ALERTS_SCHEDULE": "0 */5 * * * *",
         "MCAS_ALERTS_FANOUT": "false",  # the timer pulls in-process here
         "MCAS_RATE_LIMIT_WINDOW_SECONDS": "2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    reset_all_caches()
-    previous = simulator.mda(TENANT, "GET", "throttle")
-    simulator.mda(TENANT, "POST", "throttle", {"limit": 30, "window_s": 2})
-    now = int(time.time() * 1000)
-    spec = {"count": 150, "seed": 21, "start_ms": now - 2 * DAY_MS, "end_ms": now - 1000}
-    simulator.mda(TENANT, "POST", "alerts/seed", spec)
+    }
+    set_app_settings(monkeypatch, settings)
     try:
-        yield name
+        with mda_throttle(simulator, TENANT, limit=30, window_s=2):
+            now = int(time.time() * 1000)
+            spec = {"count": 150, "seed": 21, "start_ms": now - 2 * DAY_MS, "end_ms": now - 1000}
+            simulator.mda(TENANT, "POST", "alerts/seed", spec)
+            yield name
     finally:
-        simulator.mda(
-            TENANT, "POST", "throttle", {"limit": previous["limit"], "window_s": previous["window_s"]}
-        )
         simulator.mda(TENANT, "DELETE", "alerts")
         reset_all_caches()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +20,7 @@ from typing import Any, cast
 import pytest
 
 from localdev.host.index import BindingSpec, Direction, FunctionSpec, app_functions, describe
+from tests.fixtures.processes import run_captured
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("worker_index_probe.py")
@@ -31,15 +31,7 @@ MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 def _worker_python() -> Path:
     """Build (or reuse) the worker venv through the make target; skip only when make finds no Python 3.13."""
     env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
-    result = subprocess.run(
-        ["make", "--no-print-directory", "worker-venv"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = run_captured(["make", "--no-print-directory", "worker-venv"], cwd=ROOT, env=env, timeout=900)
     output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert result.returncode == 0, f"make worker-venv failed:\n{output}"
     if not (ROOT / ".venv313" / ".installed").exists():
@@ -52,15 +44,8 @@ def _worker_python() -> Path:
 def run_worker_index(python: Path, app_dir: Path, out: Path) -> tuple[int, dict[str, Any]]:
     """Index app_dir with the worker in a clean environment (importing the app must read no setting)."""
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(
-        [str(python), str(PROBE), str(app_dir), str(out)],
-        cwd=app_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    command = [str(python), str(PROBE), str(app_dir), str(out)]
+    result = run_captured(command, cwd=app_dir, env=env, timeout=180)
     assert out.exists(), f"the worker index probe wrote nothing:\n{result.stderr[-3000:]}"
     return result.returncode, json.loads(out.read_text())
 
