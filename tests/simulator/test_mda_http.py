@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from localdev.simulator.client import SimulatorHandle
+from tests.simulator.tokens import app_token
 
 TENANT = "fabrikam"
-MDA_SCOPE = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default"
 LOG = b"1714557600 10.1.1.5 TCP_MISS/200 5120 GET https://www.dropbox.com/upload - DIRECT/162.125.1.1 -\n"
 
 
@@ -29,28 +29,12 @@ def sim(simulator: SimulatorHandle) -> Iterator[SimulatorHandle]:
     simulator.mda(TENANT, "DELETE", "alerts")
 
 
-def _app_token(sim: SimulatorHandle, app: str = "daemon", secret: str = "mcas-client-secret") -> str:
-    """A real client-credentials token from the simulated Entra ID, as the app would get it."""
-    response = requests.post(
-        sim.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.client_id(app),
-            "client_secret": sim.secret_value(secret),
-            "scope": MDA_SCOPE,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
 @pytest.fixture
 def api(sim: SimulatorHandle) -> Any:
     """`api(method, path, **requests_kwargs)` against the tenant port with the daemon's Bearer token."""
     base = sim.api_url(TENANT)
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {_app_token(sim)}"
+    session.headers["Authorization"] = f"Bearer {app_token(sim)}"
 
     def call(method: str, path: str, **kwargs: Any) -> requests.Response:
         return session.request(method, f"{base}{path}", timeout=30, **kwargs)
@@ -117,7 +101,7 @@ def test_error_bodies_over_https(sim, api):
     )
     assert response.status_code == 401
 
-    readonly = _app_token(sim, "readonly", "mcas-readonly-client-secret")
+    readonly = app_token(sim, "readonly", "mcas-readonly-client-secret")
     forbidden = requests.post(
         f"{base}/api/v1/alerts/close_true_positive/",
         timeout=10,
