@@ -14,10 +14,12 @@ from shared.auth.tokens import CachedCredential, unverified_claims
 from .fakes import Clock, FakeSource, burst
 
 
-def _cached(margin: float = 300, **source: float) -> tuple[Clock, FakeSource, CachedCredential]:
-    """A fake clock, a fake token source on it (`delay`, `lifetime`) and the cached credential over both."""
+def _cached(
+    margin: float = 300, *, delay: float = 0.0, lifetime: float = 3600.0
+) -> tuple[Clock, FakeSource, CachedCredential]:
+    """A fake clock, a fake token source on it and the cached credential over both."""
     clock = Clock()
-    fake = FakeSource(clock, **source)
+    fake = FakeSource(clock, lifetime=lifetime, delay=delay)
     credential = CachedCredential(fake, refresh_margin=margin, clock=clock.monotonic, wall_clock=clock.wall)
     return clock, fake, credential
 
