@@ -34,19 +34,8 @@ def kill_trials(
 ) -> list[TrialResult]:
     """`trials` runs, each killed up to twice at moments drawn inside a calibrated run, then run to end."""
     duration = calibrate(env, workdir, source=source)
+    kill_after = (0.15 * duration, 0.85 * duration)
     rng = random.Random(seed)
-    window = (0.15 * duration, 0.85 * duration)
-    return [
-        run_trial(
-            i,
-            env=env,
-            expected_ids=expected_ids,
-            workdir=workdir,
-            rng=rng,
-            kill_after=window,
-            max_kills=2,
-            source=source,
-            **options,
-        )
-        for i in range(trials)
-    ]
+    common: dict[str, Any] = {"env": env, "expected_ids": expected_ids, "workdir": workdir, "source": source}
+    common.update(rng=rng, kill_after=kill_after, max_kills=2, **options)
+    return [run_trial(i, **common) for i in range(trials)]
