@@ -24,7 +24,7 @@ from shared.mda.errors import (
     ThrottledError,
 )
 from tests.alerts.fakes import FakeClock
-from tests.alerts.test_graph_unit import Script
+from tests.graph.test_graph_unit import Script
 
 
 class Credential:
