@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-# The platform's Python worker (azure-functions-runtime) needs Python 3.13: tests/test_worker_index.py indexes the
-# app with it in a venv of its own. The first python3.13 that runs (pyenv shims may exist and still refuse); empty
-# when there is none, and then the worker index check is skipped.
+# The platform's Python worker (azure-functions-runtime) needs Python 3.13: tests/platform/test_worker_index.py
+# indexes the app with it in a venv of its own. The first python3.13 that runs (pyenv shims may exist and still
+# refuse); empty when there is none, and then the worker index check is skipped.
 ifeq ($(origin PYTHON313),undefined)
 PYTHON313 := $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo "$$p" && break; done)

@@ -1,6 +1,6 @@
 """Read `python -X importtime` output: per-module self and cumulative times, and who imported whom.
 
-Used by bench/bench_cold_start.py (figures) and tests/reliability/test_cold_start_imports.py (the import
+Used by bench/bench_cold_start.py (figures) and tests/platform/test_cold_start_imports.py (the import
 chain that pulls a heavy SDK into `import function_app`). The output is post-order: a module's line comes
 after the lines of everything it imported, indented one level deeper than its own.
 """

@@ -2,7 +2,7 @@
 
 Read from app settings / environment once, validated with errors that name the setting and say what is
 wrong. The names are part of the product's interface and are documented in the README settings table;
-`tests/test_settings_documented.py` keeps the table and this module in step.
+`tests/infra/test_settings_drift.py` keeps the table and this module in step.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the local host knows about each function: its trigger, its queue outputs and the callable.
 
 Bindings are read from the JSON the worker sends the Functions host (`get_raw_bindings()`), so the local host
-acts on what Azure receives; `tests/test_worker_index.py` compares them with the real worker's index.
+acts on what Azure receives; `tests/platform/test_worker_index.py` compares them with the real worker's index.
 
 `app.get_functions()` is one-shot (a second call raises "does not have a unique function name", because
 `app.functions_bindings` remembers the names). `app_functions()` indexes each app once per process and clears

@@ -115,18 +115,18 @@ def make_store(clock: FakeClock) -> tuple[AlertStore, AlertFactory]:
     return store, factory
 
 
-def make_api(session: StoreSession, clock: FakeClock, **kwargs: Any) -> AlertsApi:
-    client = MdaClient(
-        BASE,
-        FakeCredential(),
-        session=session,
-        clock=clock,
-        sleep=clock.sleep,
-        rng=lambda: 0.5,
-        retry=RetryPolicy(max_attempts=3, backoff_base_s=0.01, backoff_cap_s=0.01),
-        **kwargs,
+def fake_client(session: Any, clock: FakeClock | None = None, **kwargs: Any) -> MdaClient:
+    """A real `MdaClient` over `session` (anything with `request`), on a fake clock whose sleeps are instant,
+    with a fake credential and fixed jitter."""
+    clock = clock or FakeClock()
+    return MdaClient(
+        BASE, FakeCredential(), session=session, clock=clock, sleep=clock.sleep, rng=lambda: 0.5, **kwargs
     )
-    return AlertsApi(client)
+
+
+def make_api(session: StoreSession, clock: FakeClock, **kwargs: Any) -> AlertsApi:
+    retry = RetryPolicy(max_attempts=3, backoff_base_s=0.01, backoff_cap_s=0.01)
+    return AlertsApi(fake_client(session, clock, retry=retry, **kwargs))
 
 
 def profile(name: str = "contoso") -> TenantProfile:

@@ -22,7 +22,6 @@ from shared.mda.alerts import AlertsApi
 from shared.mda.client import client_for
 from shared.settings import get_settings
 from shared.storage import (
-    CONTAINER_ALERTS,
     QUEUE_ALERTS,
     TABLE_HEALTH,
     container_client,
@@ -30,6 +29,7 @@ from shared.storage import (
     table_client,
 )
 from tests.alerts.fakes import RecordingSink
+from tests.fixtures.alerts import blob_ids, seed_alerts
 
 DAY_MS = 86_400_000
 
@@ -47,32 +47,6 @@ def _context() -> Any:
     return LocalContext("test", ".")
 
 
-def _seed(sim: Any, count: int, *, days: int = 2, seed: int = 11) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {
-            "count": count,
-            "seed": seed,
-            "start_ms": now - days * DAY_MS,
-            "end_ms": now - 1000,
-            "burst_share": 0.4,
-        },
-    )
-    return list(sim.mda("contoso", "GET", "alerts")["alerts"])
-
-
-def _blob_ids(tenant: str) -> list[str]:
-    container = container_client(CONTAINER_ALERTS)
-    ids: list[str] = []
-    for blob in container.list_blobs(name_starts_with=f"{tenant}/"):
-        for line in container.download_blob(blob.name).readall().decode().splitlines():
-            ids.append(json.loads(line)["id"])
-    return ids
-
-
 def _throttled(sim: Any) -> int:
     stats = sim.mda("contoso", "GET", "throttle/stats")
     return int(stats["throttled"])
@@ -83,7 +57,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
     monkeypatch.setenv("MCAS_ALERT_SINKS", "queue,blob")
     monkeypatch.setenv("MCAS_FIRST_FETCH_LOOKBACK", "3d")
     get_settings.cache_clear()
-    seeded = _seed(sim, 350)
+    seeded = seed_alerts(sim, 350, seed=11)
     queue = queue_client(QUEUE_ALERTS)
     queue.clear_messages()
     from azure.functions.timer import TimerRequest
@@ -91,7 +65,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
     _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=False), context=_context())
 
     expected = sorted(a["_id"] for a in seeded)
-    assert sorted(_blob_ids(tenant)) == expected
+    assert sorted(blob_ids(tenant)) == expected
     messages = []
     while batch := list(queue.receive_messages(messages_per_page=32, max_messages=32)):
         for m in batch:
@@ -108,7 +82,7 @@ def test_timer_function_pulls_to_queue_and_blob_with_health_record(alerts_env, m
 
     # A second run finds nothing new and delivers nothing.
     _functions()["alerts_pull_timer"].get_user_function()(TimerRequest(past_due=True), context=_context())
-    assert sorted(_blob_ids(tenant)) == expected
+    assert sorted(blob_ids(tenant)) == expected
     assert queue.peek_messages(max_messages=1) == []
 
 
@@ -119,7 +93,7 @@ def test_mcasctl_pull_writes_ndjson_and_resumes_from_the_checkpoint(
 
     sim = alerts_env["sim"]
     monkeypatch.setenv("MCAS_ALERT_SINKS", "")
-    seeded = _seed(sim, 230, days=5)
+    seeded = seed_alerts(sim, 230, seed=11, days=5)
     out = tmp_path / "alerts.ndjson"
     before = time.time() * 1000
     assert main(["alerts", "pull", "--lookback", "3d", "--out", str(out)]) == 0
@@ -169,7 +143,7 @@ def test_many_alerts_in_one_millisecond_over_https(alerts_env):
 
 def test_alerts_arriving_mid_pull_over_https(alerts_env):
     sim, tenant = alerts_env["sim"], alerts_env["tenant"]
-    seeded = _seed(sim, 420, days=1)
+    seeded = seed_alerts(sim, 420, seed=11, days=1)
     profile = get_settings().tenant(tenant)
     sink, added = RecordingSink(), list[str]()
 
@@ -204,7 +178,7 @@ def test_checkpoint_etag_race_on_table_storage(alerts_env):
     with pytest.raises(CheckpointConflict):
         store.save(STREAM_SCHEDULED, f"{tenant}-race", Checkpoint(1))  # insert over an existing row
 
-    seeded = _seed(sim, 600, days=1)
+    seeded = seed_alerts(sim, 600, seed=11, days=1)
     profile = get_settings().tenant(tenant)
     start = min(a["timestamp"] for a in seeded)
     sinks = [RecordingSink(), RecordingSink()]
@@ -232,7 +206,7 @@ def test_429_is_waited_out_and_counted(alerts_env, monkeypatch):
     """The server's budget is smaller than ours: 429s arrive, are waited out as told, and nothing is lost."""
     sim, tenant = alerts_env["sim"], alerts_env["tenant"]
     sim.mda("contoso", "POST", "throttle", {"limit": 2, "window_s": 1})
-    seeded = _seed(sim, 450, days=1)
+    seeded = seed_alerts(sim, 450, seed=11, days=1)
     profile = get_settings().tenant(tenant)
     sink = RecordingSink()
     api = AlertsApi(client_for(profile))
@@ -297,7 +271,7 @@ def test_queue_job_pulls_a_window_and_invalid_jobs_are_dead_lettered(alerts_env,
     from shared.storage import CONTAINER_DEAD_LETTERS, QUEUE_ALERT_PULL_JOBS
 
     sim, tenant = alerts_env["sim"], alerts_env["tenant"]
-    seeded = _seed(sim, 160, days=1)
+    seeded = seed_alerts(sim, 160, seed=11, days=1)
     stamps = sorted(a["timestamp"] for a in seeded)
     since, until = stamps[20], stamps[120]
     job = {
@@ -314,10 +288,10 @@ def test_queue_job_pulls_a_window_and_invalid_jobs_are_dead_lettered(alerts_env,
 
     handler(QueueMessage(id="m1", body=json.dumps(job).encode(), dequeue_count=1))
     expected = sorted(a["_id"] for a in seeded if since <= a["timestamp"] <= until)
-    got = list(_blob_ids(tenant))
+    got = list(blob_ids(tenant))
     assert sorted(got) == expected
     handler(QueueMessage(id="m1", body=json.dumps(job).encode(), dequeue_count=2))  # redelivered: no re-pull
-    assert sorted(_blob_ids(tenant)) == expected
+    assert sorted(blob_ids(tenant)) == expected
 
     bad = b'{"tenant": 5, "lookback": "soon"}'
     handler(QueueMessage(id="m-bad", body=bad, dequeue_count=1))  # must not raise
@@ -385,7 +359,7 @@ def test_webhook_sink_signs_retries_and_keeps_the_id_stable(alerts_env, monkeypa
         monkeypatch.setenv("MCAS_ALERT_WEBHOOK_URL", receiver.url)
         monkeypatch.setenv("MCAS_FIRST_FETCH_LOOKBACK", "2d")
         get_settings.cache_clear()
-        seeded = _seed(sim, 150, days=1)
+        seeded = seed_alerts(sim, 150, seed=11, days=1)
         from shared.alerts.pull import run_scheduled
 
         results = run_scheduled()

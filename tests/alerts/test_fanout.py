@@ -24,13 +24,12 @@ import pytest
 from localdev.host import LocalHost
 from shared.caches import reset_all_caches
 from shared.storage import (
-    CONTAINER_ALERTS,
     QUEUE_ALERT_TENANT_PULLS,
     TABLE_HEALTH,
-    container_client,
     queue_client,
     table_client,
 )
+from tests.fixtures.alerts import blob_ids
 
 DAY_MS = 86_400_000
 SIM_TENANTS = ["t1", "t2", "t3", "t4", "t5"]
@@ -106,15 +105,6 @@ def _seed(sim: Any, tenant: str, count: int, seed: int) -> list[str]:
     return sorted(a["_id"] for a in sim.mda(tenant, "GET", "alerts")["alerts"])
 
 
-def _blob_ids(tenant: str) -> list[str]:
-    container = container_client(CONTAINER_ALERTS)
-    ids: list[str] = []
-    for blob in container.list_blobs(name_starts_with=f"{tenant}/"):
-        for line in container.download_blob(blob.name).readall().decode().splitlines():
-            ids.append(json.loads(line)["id"])
-    return ids
-
-
 def _health(tenant: str) -> list[dict[str, Any]]:
     rows = table_client(TABLE_HEALTH).query_entities(f"PartitionKey eq 'alerts.{tenant}'")
     return sorted(rows, key=lambda r: r["RowKey"])  # newest first
@@ -165,13 +155,13 @@ def test_failing_tenants_do_not_affect_the_others_and_are_dead_lettered(world):
         host.drain_queues(timeout=240)
 
     for healthy in ("t1", "t2"):
-        assert sorted(_blob_ids(names[healthy])) == seeded[healthy], f"{healthy}: lost or duplicated alerts"
+        assert sorted(blob_ids(names[healthy])) == seeded[healthy], f"{healthy}: lost or duplicated alerts"
         rows = _health(names[healthy])
         assert [r["error"] for r in rows] == [""] * len(rows)
         assert sum(r["alerts_delivered"] for r in rows) == 250
         assert sum(r["throttled_429"] for r in rows) == 0
     for failing in ("t3", "t4", "t5"):
-        assert _blob_ids(names[failing]) == []
+        assert blob_ids(names[failing]) == []
         assert _health(names[failing])[0]["error"], f"{failing}: its failure is not in its own health row"
     assert "ServerError" in _health(names["t3"])[0]["error"]
     assert "AuthError" in _health(names["t4"])[0]["error"]
@@ -266,7 +256,7 @@ def test_an_idle_tenant_costs_two_requests_and_a_settling_alert_arrives_by_follo
     with local_host() as host:
         host.run_timer("alerts_pull_timer")
         host.drain_queues(timeout=120)
-        assert sorted(_blob_ids(tenant)) == seeded
+        assert sorted(blob_ids(tenant)) == seeded
 
         before = _allowed(sim, "t1")
         schedule_due(all_targets(), state=state, send=queue_sender(), now=time.time() + 60)
@@ -280,7 +270,7 @@ def test_an_idle_tenant_costs_two_requests_and_a_settling_alert_arrives_by_follo
         schedule_due(all_targets(), state=state, send=queue_sender(), now=time.time() + 120)
         host.drain_queues(timeout=60)  # waits for the follow-up, which becomes visible once the alerts settle
         requests = _allowed(sim, "t1") - before
-    delivered = _blob_ids(tenant)
+    delivered = blob_ids(tenant)
     assert sorted(delivered) == sorted([*seeded, *added["ids"]]), "lost or duplicated"
     # Probe, then per pull (now and at the follow-up) the closures feed and one page, and the follow-up probe.
     assert requests <= 6, f"probes, closures reads and one page expected, saw {requests} requests"

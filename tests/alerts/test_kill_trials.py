@@ -6,15 +6,9 @@ checkpoint never moves backwards.
 
 from __future__ import annotations
 
-import os
-import random
-import time
-
 import pytest
 
-from localdev.alert_trials import calibrate, run_trial
-
-DAY_MS = 86_400_000
+from tests.alerts.trials import kill_trials, seed_last_day, trial_env
 
 
 @pytest.mark.slow
@@ -22,27 +16,9 @@ def test_kill_at_random_and_rerun(alerts_env, tmp_path):
     sim = alerts_env["sim"]
     # 3 requests per second on both sides: a pull of 6 pages takes about 2 s, so kills land mid-pull.
     sim.mda("contoso", "POST", "throttle", {"limit": 3, "window_s": 1})
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {"count": 600, "seed": 5, "start_ms": now - DAY_MS, "end_ms": now - 1000, "burst_share": 0.4},
-    )
-    seeded = {a["_id"] for a in sim.mda("contoso", "GET", "alerts")["alerts"]}
-    env = {
-        **os.environ,
-        "MCAS_RATE_LIMIT_WINDOW_SECONDS": "1",
-        "MCAS_RATE_LIMIT_PER_MINUTE": "3",
-        "MCAS_ALERTS_LEASE_SECONDS": "3",
-    }
-    duration = calibrate(env, tmp_path)  # kill moments are drawn inside a run of this length
-    rng = random.Random(7)
-    window = (0.15 * duration, 0.85 * duration)
-    results = [
-        run_trial(i, env=env, expected_ids=seeded, workdir=tmp_path, rng=rng, kill_after=window, max_kills=2)
-        for i in range(3)
-    ]
+    seeded = seed_last_day(sim, seed=5)
+    env = trial_env(MCAS_RATE_LIMIT_PER_MINUTE="3")
+    results = kill_trials(env, tmp_path, expected_ids=seeded, trials=3, seed=7)
     for r in results:
         assert r.ok, r.as_dict()
     assert all(r.kills >= 1 for r in results)
@@ -55,43 +31,24 @@ def test_kill_at_random_on_the_graph_change_feed(alerts_env, tmp_path):
     from shared.alerts.record_v2 import parse_iso_us
 
     sim = alerts_env["sim"]
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {"count": 600, "seed": 6, "start_ms": now - DAY_MS, "end_ms": now - 1000, "burst_share": 0.4},
-    )
+    seed_last_day(sim, seed=6)
     sim.graph("contoso", "POST", "reset")
     sim.graph("contoso", "POST", "alerts/change", {"count": 150, "status": "inProgress"})
     sim.graph("contoso", "POST", "config", {"limit": 4, "window_s": 1, "max_top": 100})
     feed = sim.graph("contoso", "GET", "alerts")["alerts"]
     expected = {f"{a['id']}:{parse_iso_us(a['lastUpdateDateTime'], what='t')}" for a in feed}
-    env = {
-        **os.environ,
-        "MCAS_RATE_LIMIT_WINDOW_SECONDS": "1",
-        "MCAS_GRAPH_RATE_LIMIT_PER_MINUTE": "4",
-        "MCAS_ALERTS_LEASE_SECONDS": "3",
-    }
+    env = trial_env(MCAS_GRAPH_RATE_LIMIT_PER_MINUTE="4")
     try:
-        duration = calibrate(env, tmp_path, source="graph")
-        rng = random.Random(11)
-        window = (0.15 * duration, 0.85 * duration)
-        results = [
-            run_trial(
-                i,
-                env=env,
-                expected_ids=expected,
-                workdir=tmp_path,
-                rng=rng,
-                kill_after=window,
-                max_kills=2,
-                source="graph",
-                stream="alerts-graph",
-                by_version=True,
-            )
-            for i in range(3)
-        ]
+        results = kill_trials(
+            env,
+            tmp_path,
+            expected_ids=expected,
+            trials=3,
+            seed=11,
+            source="graph",
+            stream="alerts-graph",
+            by_version=True,
+        )
     finally:
         sim.graph("contoso", "POST", "reset")
     for r in results:

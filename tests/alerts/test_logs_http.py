@@ -7,7 +7,6 @@ that is lost, duplicated, reordered into the wrong alert or altered on the way f
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -22,6 +21,7 @@ from shared.backoff import Backoff
 from shared.mda.alerts import AlertsApi
 from shared.mda.client import client_for
 from shared.settings import get_settings
+from tests.fixtures.alerts import seed_alerts
 
 DAY_MS = 86_400_000
 
@@ -39,23 +39,6 @@ def logs_env(alerts_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any
     sim.logs("DELETE", "records")
     sim.logs("DELETE", "reject")
     sim.logs("DELETE", "deny")
-
-
-def _seed(sim: Any, count: int, seed: int) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {
-            "count": count,
-            "seed": seed,
-            "start_ms": now - 3 * DAY_MS,
-            "end_ms": now - 1000,
-            "burst_share": 0.4,
-        },
-    )
-    return list(sim.mda("contoso", "GET", "alerts")["alerts"])
 
 
 def _sink() -> LogsIngestionSink:
@@ -82,7 +65,7 @@ def _expected_rows(seeded: list[dict[str, Any]], tenant: str) -> dict[str, dict[
 @pytest.mark.slow
 def test_5000_alerts_arrive_exactly_as_pulled_despite_429s_5xx_and_resets(logs_env: dict[str, Any]) -> None:
     sim, tenant = logs_env["sim"], logs_env["tenant"]
-    seeded = _seed(sim, 5000, seed=21)
+    seeded = seed_alerts(sim, 5000, seed=21, days=3)
     sim.add_fault(service="logs", throttle_burst=3, retry_after=1)
     sim.add_fault(service="logs", reset_rate=0.15)
     sim.add_fault(service="logs", error_rate=0.15, status=503, retry_after=0)
@@ -109,7 +92,7 @@ def test_a_refused_record_is_dead_lettered_and_the_page_commits(logs_env: dict[s
     from shared.deadletters import list_letters
 
     sim, tenant = logs_env["sim"], logs_env["tenant"]
-    seeded = _seed(sim, 250, seed=22)
+    seeded = seed_alerts(sim, 250, seed=22, days=3)
     bad = seeded[137]["_id"]
     sim.logs("POST", "reject", {"field": "AlertId", "values": [bad]})
     sink = _sink()
@@ -130,7 +113,7 @@ def test_a_rejected_page_stays_uncommitted_until_the_service_accepts_it(logs_env
     """403 (the Monitoring Metrics Publisher role not yet propagated): nothing commits; the next run, once the
     role works, delivers everything - the checkpoint never skipped a page."""
     sim, tenant = logs_env["sim"], logs_env["tenant"]
-    seeded = _seed(sim, 120, seed=23)
+    seeded = seed_alerts(sim, 120, seed=23, days=3)
     start = min(a["timestamp"] for a in seeded)
     sim.logs("POST", "deny", {"principal": sim.client_id("daemon")})
 
@@ -153,7 +136,7 @@ def test_the_managed_identity_credential_mode_gets_a_monitor_token(
     monkeypatch.setenv("MCAS_CLIENT_CREDENTIAL_MODE", "managed_identity")
     reset_all_caches()
     sim, tenant = logs_env["sim"], logs_env["tenant"]
-    seeded = _seed(sim, 30, seed=24)
+    seeded = seed_alerts(sim, 30, seed=24, days=3)
     result = _pull(tenant, _sink(), min(a["timestamp"] for a in seeded))
     assert result.ok and len(sim.logs_records()) == 30
     assert sim.counters()["tokens"].get("managed_identity", 0) >= 1
@@ -169,7 +152,7 @@ def test_the_workers_own_managed_identity_can_be_the_caller(
     monkeypatch.setenv("MCAS_LOGS_CREDENTIAL", "managed_identity")
     reset_all_caches()
     sim, tenant = logs_env["sim"], logs_env["tenant"]
-    seeded = _seed(sim, 30, seed=25)
+    seeded = seed_alerts(sim, 30, seed=25, days=3)
     start = min(a["timestamp"] for a in seeded)
     sim.logs("POST", "deny", {"principal": sim.info["managed_identities"]["system"]["principal_id"]})
     denied = _pull(tenant, _sink(), start)

@@ -4,16 +4,11 @@ per kill."""
 
 from __future__ import annotations
 
-import os
-import random
-import time
 from typing import Any
 
 import pytest
 
-from localdev.alert_trials import calibrate, run_trial
-
-DAY_MS = 86_400_000
+from tests.alerts.trials import kill_trials, seed_last_day, trial_env
 
 
 @pytest.mark.slow
@@ -21,43 +16,16 @@ def test_kill_at_random_and_rerun_loses_no_row(alerts_env: dict[str, Any], tmp_p
     sim = alerts_env["sim"]
     sim.logs("DELETE", "records")
     sim.mda("contoso", "POST", "throttle", {"limit": 3, "window_s": 1})
-    now = int(time.time() * 1000)
-    sim.mda(
-        "contoso",
-        "POST",
-        "alerts/seed",
-        {"count": 600, "seed": 9, "start_ms": now - DAY_MS, "end_ms": now - 1000, "burst_share": 0.4},
-    )
-    seeded = {a["_id"] for a in sim.mda("contoso", "GET", "alerts")["alerts"]}
-    env = {
-        **os.environ,
-        **sim.logs_env(),
-        "MCAS_RATE_LIMIT_WINDOW_SECONDS": "1",
-        "MCAS_RATE_LIMIT_PER_MINUTE": "3",
-        "MCAS_ALERTS_LEASE_SECONDS": "3",
-    }
+    seeded = seed_last_day(sim, seed=9)
+    env = trial_env(**sim.logs_env(), MCAS_RATE_LIMIT_PER_MINUTE="3")
 
     def logs_ids(tenant: str) -> list[str]:
         return [r["AlertId"] for r in sim.logs_records() if r["MdaTenant"] == tenant]
 
     try:
-        duration = calibrate(env, tmp_path)
-        rng = random.Random(11)
-        window = (0.15 * duration, 0.85 * duration)
-        results = [
-            run_trial(
-                i,
-                env=env,
-                expected_ids=seeded,
-                workdir=tmp_path,
-                rng=rng,
-                kill_after=window,
-                max_kills=2,
-                sinks="blob,logs",
-                logs_ids=logs_ids,
-            )
-            for i in range(2)
-        ]
+        results = kill_trials(
+            env, tmp_path, expected_ids=seeded, trials=2, seed=11, sinks="blob,logs", logs_ids=logs_ids
+        )
     finally:
         sim.logs("DELETE", "records")
     for r in results:

@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.auth.keyvault import SecretValue
@@ -91,3 +92,23 @@ class FakeReader:
                 self.failures -= 1
                 raise RetryableError("Key Vault answered HTTP 503")
         return SecretValue(name, self.values[name], None, "v1")
+
+
+def burst(n: int, call: Callable[[], object]) -> list[object]:
+    """`call` from `n` threads released together; each thread's result or exception, in thread order."""
+    barrier = threading.Barrier(n)
+    out: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = call()
+        except Exception as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return out

@@ -11,46 +11,29 @@ import pytest
 from shared.auth.errors import IdentityProviderUnavailableError
 from shared.auth.tokens import CachedCredential, unverified_claims
 
-from .fakes import Clock, FakeSource
+from .fakes import Clock, FakeSource, burst
 
 
-def _credential(source: FakeSource, clock: Clock, margin: float = 300) -> CachedCredential:
-    return CachedCredential(source, refresh_margin=margin, clock=clock.monotonic, wall_clock=clock.wall)
-
-
-def _burst(n: int, fn) -> list[object]:
-    barrier = threading.Barrier(n)
-    out: list[object] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            out[i] = fn()
-        except Exception as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return out
+def _cached(
+    margin: float = 300, *, delay: float = 0.0, lifetime: float = 3600.0
+) -> tuple[Clock, FakeSource, CachedCredential]:
+    """A fake clock, a fake token source on it and the cached credential over both."""
+    clock = Clock()
+    fake = FakeSource(clock, lifetime=lifetime, delay=delay)
+    credential = CachedCredential(fake, refresh_margin=margin, clock=clock.monotonic, wall_clock=clock.wall)
+    return clock, fake, credential
 
 
 def test_cold_burst_makes_one_fetch_and_everyone_gets_the_same_header() -> None:
-    clock = Clock()
-    source = FakeSource(clock, delay=0.05)
-    credential = _credential(source, clock)
-    headers = _burst(64, credential.authorization_header)
+    _, source, credential = _cached(delay=0.05)
+    headers = burst(64, credential.authorization_header)
     assert source.fetches == 1
     assert len(set(headers)) == 1
     assert str(headers[0]).startswith("Bearer ey")
 
 
 def test_cached_until_refresh_margin_then_refreshed() -> None:
-    clock = Clock()
-    source = FakeSource(clock, lifetime=3600)
-    credential = _credential(source, clock, margin=300)
+    clock, source, credential = _cached(margin=300, lifetime=3600)
     first = credential.authorization_header()
     clock.advance(3299)
     assert credential.authorization_header() == first
@@ -63,9 +46,7 @@ def test_cached_until_refresh_margin_then_refreshed() -> None:
 
 def test_margin_is_capped_for_short_lived_tokens() -> None:
     """A 60 s token with a 300 s margin must not be refreshed on every call."""
-    clock = Clock()
-    source = FakeSource(clock, lifetime=60)
-    credential = _credential(source, clock, margin=300)
+    clock, source, credential = _cached(margin=300, lifetime=60)
     credential.authorization_header()
     clock.advance(20)
     credential.authorization_header()
@@ -76,9 +57,7 @@ def test_margin_is_capped_for_short_lived_tokens() -> None:
 
 
 def test_failed_proactive_refresh_keeps_the_valid_token() -> None:
-    clock = Clock()
-    source = FakeSource(clock, lifetime=3600)
-    credential = _credential(source, clock)
+    clock, source, credential = _cached(lifetime=3600)
     first = credential.authorization_header()
     clock.advance(3400)
     source.fail = IdentityProviderUnavailableError("token endpoint down")
@@ -89,9 +68,7 @@ def test_failed_proactive_refresh_keeps_the_valid_token() -> None:
 
 
 def test_while_one_caller_refreshes_others_keep_the_current_token() -> None:
-    clock = Clock()
-    source = FakeSource(clock, lifetime=3600)
-    credential = _credential(source, clock)
+    clock, source, credential = _cached(lifetime=3600)
     first = credential.authorization_header()
     clock.advance(3400)
     source.gate = threading.Event()
@@ -106,9 +83,7 @@ def test_while_one_caller_refreshes_others_keep_the_current_token() -> None:
 
 
 def test_invalidate_forces_a_fresh_token() -> None:
-    clock = Clock()
-    source = FakeSource(clock)
-    credential = _credential(source, clock)
+    _, source, credential = _cached()
     first = credential.authorization_header()
     credential.invalidate()
     second = credential.authorization_header()
@@ -118,9 +93,7 @@ def test_invalidate_forces_a_fresh_token() -> None:
 
 def test_401_storm_for_one_token_causes_one_refresh() -> None:
     """Every caller that used the rejected token invalidates; only the first invalidation counts."""
-    clock = Clock()
-    source = FakeSource(clock, delay=0.02)
-    credential = _credential(source, clock)
+    _, source, credential = _cached(delay=0.02)
     barrier = threading.Barrier(32)
     seen: list[str] = []
 
@@ -140,9 +113,7 @@ def test_401_storm_for_one_token_causes_one_refresh() -> None:
 
 
 def test_invalidate_with_an_old_header_does_not_drop_the_new_token() -> None:
-    clock = Clock()
-    source = FakeSource(clock)
-    credential = _credential(source, clock)
+    _, source, credential = _cached()
     old = credential.authorization_header()
     credential.invalidate(old)
     new = credential.authorization_header()
@@ -153,9 +124,7 @@ def test_invalidate_with_an_old_header_does_not_drop_the_new_token() -> None:
 
 def test_forced_refresh_survives_a_failure() -> None:
     """After invalidate(), a failed fetch must not let the next attempt reuse a cached (rejected) token."""
-    clock = Clock()
-    source = FakeSource(clock)
-    credential = _credential(source, clock)
+    _, source, credential = _cached()
     credential.authorization_header()
     credential.invalidate()
     source.fail = IdentityProviderUnavailableError("down")
@@ -167,9 +136,7 @@ def test_forced_refresh_survives_a_failure() -> None:
 
 
 def test_async_burst_shares_one_fetch() -> None:
-    clock = Clock()
-    source = FakeSource(clock, delay=0.05)
-    credential = _credential(source, clock)
+    _, source, credential = _cached(delay=0.05)
 
     async def main() -> list[str]:
         return await asyncio.gather(*(credential.authorization_header_async() for _ in range(50)))
@@ -180,9 +147,7 @@ def test_async_burst_shares_one_fetch() -> None:
 
 
 def test_describe_reports_claims_never_the_token() -> None:
-    clock = Clock()
-    source = FakeSource(clock)
-    credential = _credential(source, clock)
+    _, _, credential = _cached()
     description = credential.describe()
     assert description.source == "identity_provider"
     assert description.roles == ("Investigation.read",)

@@ -18,7 +18,7 @@ from shared.errors import TerminalError, TransientError
 
 @pytest.fixture(scope="module")
 def simulator(isolated_simulator):
-    """This module rotates credentials / revokes tokens: use a private simulator (see conftest)."""
+    """This module rotates credentials / revokes tokens: a private simulator (tests/fixtures/auth.py)."""
     return isolated_simulator
 
 

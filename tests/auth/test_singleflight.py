@@ -3,67 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
 from shared.auth.singleflight import SingleFlight
 
+from .fakes import burst
 
-def _run_concurrently(n: int, target) -> list[object]:
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
 
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = target()
-        except Exception as exc:
-            results[i] = exc
+class SlowCall:
+    """A dependency that takes 0.3 s and counts its calls: returns `value`, or raises `error` when given."""
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return results
+    def __init__(self, value: int = 0, error: Exception | None = None) -> None:
+        self.value, self.error, self.calls = value, error, 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        time.sleep(0.3)
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def test_concurrent_callers_share_one_execution() -> None:
     flight: SingleFlight[int] = SingleFlight()
-    calls = 0
-
-    def slow() -> int:
-        nonlocal calls
-        calls += 1
-        time.sleep(0.3)
-        return 42
-
-    results = _run_concurrently(64, lambda: flight.do("k", slow))
+    slow = SlowCall(42)
+    results = burst(64, lambda: flight.do("k", slow))
     assert results == [42] * 64
-    assert calls == 1
+    assert slow.calls == 1
     assert not flight.in_flight("k")
 
 
 def test_failure_is_shared_not_repeated() -> None:
     """A failing dependency is hit once for the whole burst, and every caller sees the error."""
     flight: SingleFlight[int] = SingleFlight()
-    calls = 0
-
-    def failing() -> int:
-        nonlocal calls
-        calls += 1
-        time.sleep(0.3)
-        raise RuntimeError("down")
-
-    results = _run_concurrently(16, lambda: flight.do("k", failing))
-    assert calls == 1
+    failing = SlowCall(error=RuntimeError("down"))
+    results = burst(16, lambda: flight.do("k", failing))
+    assert failing.calls == 1
     assert all(isinstance(r, RuntimeError) for r in results)
     # The next call after the flight ended runs again.
     with pytest.raises(RuntimeError):
         flight.do("k", failing)
-    assert calls == 2
+    assert failing.calls == 2
 
 
 def test_keys_are_independent() -> None:
@@ -74,16 +56,10 @@ def test_keys_are_independent() -> None:
 
 def test_async_callers_share_one_execution() -> None:
     flight: SingleFlight[int] = SingleFlight()
-    calls = 0
-
-    def slow() -> int:
-        nonlocal calls
-        calls += 1
-        time.sleep(0.3)
-        return 7
+    slow = SlowCall(7)
 
     async def main() -> list[int]:
         return await asyncio.gather(*(flight.do_async("k", slow) for _ in range(20)))
 
     assert asyncio.run(main()) == [7] * 20
-    assert calls == 1
+    assert slow.calls == 1

@@ -14,7 +14,7 @@ import pytest
 
 from mcasctl.cli import main
 from shared.discovery.freshness import newest_date, staleness_warning
-from tests.discovery.conftest import SimDiscovery, log_lines, sha256
+from tests.fixtures.discovery import SimDiscovery, log_lines, sha256
 
 KIB = 1024
 

@@ -25,7 +25,7 @@ from shared.discovery.urlguard import UploadUrlRefused
 from shared.errors import TransientError
 from shared.settings import get_settings
 from shared.storage import CONTAINER_DISCOVERY_LOGS, QUEUE_DISCOVERY_JOBS, container_client, queue_client
-from tests.discovery.conftest import SimDiscovery, log_lines, sha256
+from tests.fixtures.discovery import SimDiscovery, log_lines, sha256
 
 KIB = 1024
 

@@ -21,7 +21,7 @@ from shared.discovery.ledger import MemoryLedger
 from shared.discovery.uploader import Uploader, UploadRequest
 from shared.errors import TerminalError, TransientError
 from shared.mda.errors import ApiUnavailableError, BadRequestError, ServerError
-from tests.discovery.conftest import log_lines, sha256
+from tests.fixtures.discovery import log_lines, sha256
 
 CONTAINER = "policy-tests"
 

@@ -22,7 +22,7 @@ from shared.jobs.http import ApiRequest
 from shared.jobs.intake import JobsApi
 from shared.jobs.schema import ValidationContext
 from shared.jobs.signature import SignatureAuthenticator, WebhookKeys, status_payload
-from shared.jobs.store import JobStore
+from shared.jobs.store import JobRecord, JobStore
 from tests.jobs.fakes import FakeBlobs, FakeQueue, FakeTable
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -200,3 +200,19 @@ def bearer_request(
 
 
 CLOSE = {"action": "alerts.close", "kind": "benign", "ids": ALERT_IDS, "reasonId": 2, "comment": "tested"}
+
+
+def job_record(job_id: str = "00000000-0000-4000-8000-000000000001", **overrides: Any) -> JobRecord:
+    """A queued `alerts.close` job as the store holds it; `overrides` set the fields a test cares about."""
+    fields: dict[str, Any] = {
+        "job_id": job_id,
+        "action": "alerts.close",
+        "spec": {"action": "alerts.close", "params": {}},
+        "status": "queued",
+        "correlation_id": "c-1",
+        "context": "application",
+        "requested_by": {"type": "signature"},
+        "created_at": "t0",
+        "updated_at": "t0",
+    }
+    return JobRecord(**{**fields, **overrides})

@@ -1,4 +1,5 @@
-"""Fixtures for the jobs API tests that need the simulator and Azurite."""
+"""Fixtures for the jobs API tests that need the simulator and Azurite: the settings, the local host serving
+the jobs functions, a signed client for it, and an HTTPS receiver for callbacks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.caches import reset_all_caches
-from tests.jobs.harness import SEALING_KEY, WEBHOOK_SECRET
+from tests.jobs.harness import SEALING_KEY, WEBHOOK_SECRET, CallbackReceiver, Client, running_host
 
 TENANT = "contoso"
 
@@ -43,3 +44,23 @@ def jobs_env(
         )
         simulator.mda(TENANT, "DELETE", "alerts")
         reset_all_caches()
+
+
+@pytest.fixture
+def host(jobs_env: dict[str, Any]) -> Iterator[Any]:
+    with running_host() as running:
+        yield running
+
+
+@pytest.fixture
+def client(host: Any) -> Client:
+    return Client(host.api_url)
+
+
+@pytest.fixture
+def receiver(simulator_pki: Any) -> Iterator[CallbackReceiver]:
+    rec = CallbackReceiver(simulator_pki.cert_file, simulator_pki.key_file)
+    try:
+        yield rec
+    finally:
+        rec.close()

@@ -25,7 +25,6 @@ from shared.storage import CONTAINER_DISCOVERY_LOGS, QUEUE_JOBS, container_clien
 from tests.jobs.harness import (
     FUNCTION_KEY,
     WEBHOOK_SECRET,
-    CallbackReceiver,
     Client,
     running_host,
     signed_status_headers,
@@ -39,23 +38,10 @@ MARK = {"action": "alerts.mark_read", "ids": ["e" * 24]}
 
 @pytest.fixture
 def host(jobs_env: dict[str, Any]) -> Iterator[Any]:
+    """The conftest's host, and the jobs queue emptied afterwards."""
     with running_host() as running:
         yield running
     queue_client(QUEUE_JOBS).clear_messages()
-
-
-@pytest.fixture
-def client(host: Any) -> Client:
-    return Client(host.api_url)
-
-
-@pytest.fixture
-def receiver(simulator_pki: Any) -> Iterator[CallbackReceiver]:
-    rec = CallbackReceiver(simulator_pki.cert_file, simulator_pki.key_file)
-    try:
-        yield rec
-    finally:
-        rec.close()
 
 
 class Network:

@@ -17,7 +17,7 @@ from shared.alerts.pull import default_environment, run_scheduled
 from shared.caches import reset_all_caches
 from shared.settings import get_settings
 from tests.alerts.fakes import RecordingSink
-from tests.jobs.test_jobs_http import TENANT, accepted, client, host, run_to_completion, seed  # noqa: F401
+from tests.jobs.test_jobs_http import TENANT, accepted, run_to_completion, seed
 
 DAY_MS = 86_400_000
 
@@ -44,24 +44,15 @@ def _pull() -> list[dict[str, Any]]:
     return [dict(a) for b in sink.batches for a in b.alerts]
 
 
-def test_close_on_a_graph_tenant_is_a_patch_and_the_next_pull_delivers_it(graph_jobs, host, client):  # noqa: F811
+def test_close_on_a_graph_tenant_is_a_patch_and_the_next_pull_delivers_it(graph_jobs, host, client):
     sim = graph_jobs["sim"]
     seed(sim, 5)
     first = _pull()
     assert len(first) == 5 and {r["source"] for r in first} == {"graph"}
     target = next(r for r in first if r["status"] != "resolved")
-    job_id = accepted(
-        client.submit(
-            {
-                "action": "alerts.close",
-                "kind": "benign",
-                "reasonId": 6,
-                "ids": [target["id"]],
-                "comment": "pen test",
-            }
-        )
-    )
-    data = run_to_completion(host, client, job_id)
+    close = {"action": "alerts.close", "kind": "benign", "reasonId": 6, "ids": [target["id"]]}
+    close["comment"] = "pen test"
+    data = run_to_completion(host, client, accepted(client.submit(close)))
     assert data["status"] == "succeeded", data
     result = data["result"]
     assert (result["closed_benign"], result["commented"], result["source"]) == (1, 1, "graph")
@@ -80,26 +71,12 @@ def test_close_on_a_graph_tenant_is_a_patch_and_the_next_pull_delivers_it(graph_
     assert [c["comment"] for c in record["raw"]["comments"]] == ["pen test"]
 
     # The same close again (a SOAR retry): nothing differs, so no PATCH, no second comment, no new version.
-    again = run_to_completion(
-        host,
-        client,
-        accepted(
-            client.submit(
-                {
-                    "action": "alerts.close",
-                    "kind": "benign",
-                    "reasonId": 6,
-                    "ids": [target["id"]],
-                    "comment": "pen test",
-                }
-            )
-        ),
-    )
+    again = run_to_completion(host, client, accepted(client.submit(close)))
     assert again["result"]["alreadyClosed"] == [target["id"]] and again["result"]["commented"] == 0
     assert _pull() == []
 
 
-def test_update_and_mark_on_a_graph_tenant(graph_jobs, host, client):  # noqa: F811
+def test_update_and_mark_on_a_graph_tenant(graph_jobs, host, client):
     sim = graph_jobs["sim"]
     seed(sim, 3)
     records = _pull()
@@ -127,7 +104,7 @@ def test_update_and_mark_on_a_graph_tenant(graph_jobs, host, client):  # noqa: F
     assert [r["status"] for r in _pull()] == ["new"]
 
 
-def test_update_fields_the_mda_api_cannot_set_are_field_errors(jobs_env, host, client):  # noqa: F811
+def test_update_fields_the_mda_api_cannot_set_are_field_errors(jobs_env, host, client):
     response = client.submit(
         {"action": "alerts.update", "ids": ["a" * 24], "assignedTo": "x@y.z", "determination": "malware"}
     )

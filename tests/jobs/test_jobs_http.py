@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from shared.jobs.store import ROW_KEY
 from shared.storage import (
@@ -21,30 +18,10 @@ from shared.storage import (
     queue_client,
     table_client,
 )
-from tests.jobs.harness import WEBHOOK_SECRET, CallbackReceiver, Client, running_host
+from tests.jobs.harness import WEBHOOK_SECRET, Client
 
 TENANT = "contoso"
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-def host(jobs_env: dict[str, Any]) -> Iterator[Any]:
-    with running_host() as running:
-        yield running
-
-
-@pytest.fixture
-def client(host: Any) -> Client:
-    return Client(host.api_url)
-
-
-@pytest.fixture
-def receiver(simulator_pki: Any) -> Iterator[CallbackReceiver]:
-    rec = CallbackReceiver(simulator_pki.cert_file, simulator_pki.key_file)
-    try:
-        yield rec
-    finally:
-        rec.close()
 
 
 def seed(sim: Any, count: int) -> list[dict[str, Any]]:

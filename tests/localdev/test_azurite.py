@@ -22,6 +22,7 @@ def test_session_azurite_serves_all_three_services(azurite):
         assert f"Endpoint={endpoint};" in azurite.connection_string
 
 
+@pytest.mark.integration  # starts a private Azurite
 def test_restart_keeps_ports_and_loses_data():
     with AzuriteHandle(extent_memory_limit_mb=16) as private:
         ports = private.ports

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from localdev import demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +39,7 @@ def test_a_failing_step_stops_the_run_with_one_line(simulator, azurite, tmp_path
     assert lines[0].split() == ["broken", "FAILED:", "RuntimeError:", "no", "sink"]
 
 
+@pytest.mark.integration  # the demo starts a simulator and Azurite
 def test_demo_command_end_to_end():
     """What `make demo` runs, in a fresh process: it must start, summarise and stop cleanly."""
     result = subprocess.run(

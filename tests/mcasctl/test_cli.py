@@ -34,6 +34,7 @@ def test_unknown_arguments_are_usage_errors(capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # starts a private Azurite
 def test_host_once_with_a_private_azurite_drains_and_exits(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AzureWebJobsStorage", "restored-after-the-test")  # --azurite replaces it
     code = cli.main(["host", "--once", "--azurite", "--settings-file", str(tmp_path / "none.json")])

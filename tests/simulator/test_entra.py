@@ -258,14 +258,6 @@ def test_rotated_certificate_replaces_the_registered_one(simulator):
     assert "access_token" in confidential(simulator, credential=fresh).acquire_token_for_client(MDA_DEFAULT)
 
 
-@pytest.fixture
-def msi_env(simulator, monkeypatch):
-    monkeypatch.setenv("IDENTITY_ENDPOINT", simulator.info["msi_endpoint"])
-    monkeypatch.setenv("IDENTITY_HEADER", simulator.info["msi_header"])
-    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def test_managed_identity_as_federated_credential(simulator, msi_env):
     mi = ManagedIdentityCredential()
 

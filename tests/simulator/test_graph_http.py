@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from localdev.simulator.client import SimulatorHandle
+from tests.simulator.tokens import app_token
 
 TENANT = "fabrikam"
 ALERTS = "/v1.0/security/alerts_v2"
@@ -31,19 +32,8 @@ def sim(simulator: SimulatorHandle) -> Iterator[SimulatorHandle]:
     simulator.mda(TENANT, "DELETE", "alerts")
 
 
-def _token(sim: SimulatorHandle, app: str, secret: str) -> str:
-    response = requests.post(
-        sim.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.client_id(app),
-            "client_secret": sim.secret_value(secret),
-            "scope": f"{sim.graph_url(TENANT)}/.default",
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
+def _graph_token(sim: SimulatorHandle, app: str = "daemon", secret: str = "mcas-client-secret") -> str:
+    return app_token(sim, app, secret, scope=f"{sim.graph_url(TENANT)}/.default")
 
 
 def _call(sim: SimulatorHandle, token: str, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -53,7 +43,7 @@ def _call(sim: SimulatorHandle, token: str, method: str, path: str, **kwargs: An
 
 
 def test_list_pages_with_next_link_and_maps_mda_alerts(sim: SimulatorHandle) -> None:
-    token = _token(sim, "daemon", "mcas-client-secret")
+    token = _graph_token(sim)
     params = {
         "$filter": "serviceSource eq 'microsoftDefenderForCloudApps'"
         " and lastUpdateDateTime ge 2000-01-01T00:00:00Z",
@@ -76,7 +66,7 @@ def test_list_pages_with_next_link_and_maps_mda_alerts(sim: SimulatorHandle) -> 
 
 
 def test_top_is_capped_and_unsupported_filters_are_400(sim: SimulatorHandle) -> None:
-    token = _token(sim, "daemon", "mcas-client-secret")
+    token = _graph_token(sim)
     sim.graph(TENANT, "POST", "config", {"max_top": 5})
     answer = _call(sim, token, "GET", ALERTS, params={"$top": "5000"}).json()
     assert len(answer["value"]) == 5 and "@odata.nextLink" in answer
@@ -86,7 +76,7 @@ def test_top_is_capped_and_unsupported_filters_are_400(sim: SimulatorHandle) -> 
 
 
 def test_roles_audience_and_throttling(sim: SimulatorHandle) -> None:
-    reader = _token(sim, "readonly", "mcas-readonly-client-secret")
+    reader = _graph_token(sim, "readonly", "mcas-readonly-client-secret")
     alert_id = _call(sim, reader, "GET", ALERTS).json()["value"][0]["id"]
     refused = _call(sim, reader, "PATCH", f"{ALERTS}/{alert_id}", json={"status": "inProgress"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "Forbidden"
@@ -101,7 +91,7 @@ def test_roles_audience_and_throttling(sim: SimulatorHandle) -> None:
 
 
 def test_patch_and_comments_are_new_versions(sim: SimulatorHandle) -> None:
-    token = _token(sim, "daemon", "mcas-client-secret")
+    token = _graph_token(sim)
     alert = _call(sim, token, "GET", ALERTS).json()["value"][0]
     patched = _call(
         sim,
@@ -127,7 +117,7 @@ def test_patch_and_comments_are_new_versions(sim: SimulatorHandle) -> None:
 
 
 def test_late_visibility_and_drift(sim: SimulatorHandle) -> None:
-    token = _token(sim, "daemon", "mcas-client-secret")
+    token = _graph_token(sim)
     alert = _call(sim, token, "GET", ALERTS).json()["value"][0]
     change = sim.graph(
         TENANT, "POST", "alerts/change", {"ids": [alert["id"]], "assignedTo": "x@y", "visible_after_s": 60}

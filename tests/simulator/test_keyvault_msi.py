@@ -29,14 +29,6 @@ def _fresh_challenge_cache():
     http_challenge_cache.clear()
 
 
-@pytest.fixture
-def msi_env(simulator, monkeypatch):
-    monkeypatch.setenv("IDENTITY_ENDPOINT", simulator.info["msi_endpoint"])
-    monkeypatch.setenv("IDENTITY_HEADER", simulator.info["msi_header"])
-    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def secret_credential(sim, app="daemon", secret_name="mcas-client-secret"):
     return ClientSecretCredential(
         sim.tenant_id,

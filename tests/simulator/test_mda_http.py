@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from localdev.simulator.client import SimulatorHandle
+from tests.simulator.tokens import app_token
 
 TENANT = "fabrikam"
-MDA_SCOPE = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default"
 LOG = b"1714557600 10.1.1.5 TCP_MISS/200 5120 GET https://www.dropbox.com/upload - DIRECT/162.125.1.1 -\n"
 
 
@@ -29,28 +29,12 @@ def sim(simulator: SimulatorHandle) -> Iterator[SimulatorHandle]:
     simulator.mda(TENANT, "DELETE", "alerts")
 
 
-def _app_token(sim: SimulatorHandle, app: str = "daemon", secret: str = "mcas-client-secret") -> str:
-    """A real client-credentials token from the simulated Entra ID, as the app would get it."""
-    response = requests.post(
-        sim.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.client_id(app),
-            "client_secret": sim.secret_value(secret),
-            "scope": MDA_SCOPE,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
 @pytest.fixture
 def api(sim: SimulatorHandle) -> Any:
     """`api(method, path, **requests_kwargs)` against the tenant port with the daemon's Bearer token."""
     base = sim.api_url(TENANT)
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {_app_token(sim)}"
+    session.headers["Authorization"] = f"Bearer {app_token(sim)}"
 
     def call(method: str, path: str, **kwargs: Any) -> requests.Response:
         return session.request(method, f"{base}{path}", timeout=30, **kwargs)
@@ -117,7 +101,7 @@ def test_error_bodies_over_https(sim, api):
     )
     assert response.status_code == 401
 
-    readonly = _app_token(sim, "readonly", "mcas-readonly-client-secret")
+    readonly = app_token(sim, "readonly", "mcas-readonly-client-secret")
     forbidden = requests.post(
         f"{base}/api/v1/alerts/close_true_positive/",
         timeout=10,
@@ -161,6 +145,10 @@ def _upload_url(api: Any, source: str = "SQUID", filename: str = "proxy.log") ->
     return dict(response.json())
 
 
+def _done_upload(api: Any, url: str, stream: str) -> requests.Response:
+    return api("POST", "/api/v1/discovery/done_upload/", json={"uploadUrl": url, "inputStreamName": stream})
+
+
 def test_azure_upload_flow_against_the_simulator_blob(sim, api):
     issued = _upload_url(api)
     assert issued["provider"] == "azure" and issued["url"].startswith(sim.api_url(TENANT) + "/blob/")
@@ -168,11 +156,7 @@ def test_azure_upload_flow_against_the_simulator_blob(sim, api):
     assert missing_header.status_code == 400
     put = requests.put(issued["url"], data=LOG, headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
     assert put.status_code == 201
-    done = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "paloalto-hq"},
-    )
+    done = _done_upload(api, issued["url"], "paloalto-hq")
     assert done.status_code == 200 and done.json()["success"] is True
     record = sim.mda(TENANT, "GET", "uploads")["uploads"][-1]
     assert record["sha256"] == hashlib.sha256(LOG).hexdigest() and record["backend"] == "simulator"
@@ -214,11 +198,7 @@ def test_aws_upload_flow(sim, api):
     assert issued["provider"] == "aws" and "X-Amz-Signature=" in issued["url"]
     assert requests.put(issued["url"] + "0", data=LOG, timeout=10).status_code == 403
     assert requests.put(issued["url"], data=LOG, timeout=10).status_code == 200
-    done = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "zscaler-cloud"},
-    )
+    done = _done_upload(api, issued["url"], "zscaler-cloud")
     assert done.status_code == 200
     assert sim.mda(TENANT, "GET", "uploads")["uploads"][-1]["provider"] == "aws"
 
@@ -228,28 +208,16 @@ def test_done_upload_rejects_bom_unknown_stream_and_foreign_urls(sim, api):
     requests.put(
         issued["url"], data=b"\xef\xbb\xbf" + LOG, headers={"x-ms-blob-type": "BlockBlob"}, timeout=10
     )
-    bom = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "paloalto-hq"},
-    )
+    bom = _done_upload(api, issued["url"], "paloalto-hq")
     assert bom.status_code == 400 and "BOM" in bom.json()["detail"]
     requests.put(issued["url"], data=LOG, headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
-    unknown = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "no-such-source"},
-    )
+    unknown = _done_upload(api, issued["url"], "no-such-source")
     assert unknown.status_code == 400
     assert (
         unknown.json()["errorMessageCode"]
         == "CONSOLE_DISCOVERY_SETTINGS_PARSE_LOG_TASK_ERROR_NOT_FOUND_INPUT_STREAM"
     )
-    foreign = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": "https://example.invalid/blob/x?sig=y", "inputStreamName": "paloalto-hq"},
-    )
+    foreign = _done_upload(api, "https://example.invalid/blob/x?sig=y", "paloalto-hq")
     assert foreign.status_code == 400
     streams = api("GET", "/api/discovery/streams/").json()["streams"]
     assert streams[0]["displayName"] == "Global View"
@@ -263,28 +231,16 @@ def test_azurite_backed_upload(sim, api, azurite):
         issued["url"].startswith(f"{azurite.blob_endpoint}/mda-discovery-uploads/")
         and "sig=" in issued["url"]
     )
-    early = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "paloalto-hq"},
-    )
+    early = _done_upload(api, issued["url"], "paloalto-hq")
     assert early.status_code == 400 and "not found" in early.json()["detail"]
     requests.put(
         issued["url"], data=b"\xef\xbb\xbf" + LOG, headers={"x-ms-blob-type": "BlockBlob"}, timeout=10
     )
-    bom = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "paloalto-hq"},
-    )
+    bom = _done_upload(api, issued["url"], "paloalto-hq")
     assert bom.status_code == 400
     put = requests.put(issued["url"], data=LOG, headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
     assert put.status_code == 201
-    done = api(
-        "POST",
-        "/api/v1/discovery/done_upload/",
-        json={"uploadUrl": issued["url"], "inputStreamName": "paloalto-hq"},
-    )
+    done = _done_upload(api, issued["url"], "paloalto-hq")
     assert done.status_code == 200, done.text
     record = sim.mda(TENANT, "GET", "uploads")["uploads"][-1]
     assert record["backend"] == "azurite" and record["sha256"] == hashlib.sha256(LOG).hexdigest()
