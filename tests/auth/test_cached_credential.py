@@ -167,14 +167,11 @@ class _RealClock(Clock):
         return time.time()
 
 
-def test_fast_path_is_cheap() -> None:
+def test_the_fast_path_never_fetches_again() -> None:
+    """A fresh token is served from the cache however often it is asked for (its cost per call is measured
+    by bench/bench_auth.py, not asserted here)."""
     source = FakeSource(_RealClock())
     credential = CachedCredential(source, refresh_margin=300)
-    credential.authorization_header()
-    n = 20_000
-    started = time.perf_counter()
-    for _ in range(n):
-        credential.authorization_header()
-    per_call = (time.perf_counter() - started) / n
+    first = credential.authorization_header()
+    assert all(credential.authorization_header() == first for _ in range(20_000))
     assert source.fetches == 1
-    assert per_call < 20e-6  # generous bound for CI; typically well under 1 microsecond
