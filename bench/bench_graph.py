@@ -55,7 +55,7 @@ class World(AlertWorld):
 
 
 def _keys(feed: list[dict[str, Any]]) -> set[str]:
-    from shared.alerts.record_v2 import parse_iso_us
+    from shared.timeparse import parse_iso_us
 
     return {f"{a['id']}:{parse_iso_us(a['lastUpdateDateTime'], what='bench')}" for a in feed}
 

@@ -74,7 +74,8 @@ def _write_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe(tenant: str, cp: Any, now_s: float) -> dict[str, Any]:
-    from shared.alerts.checkpoints import future_problem, iso_ms
+    from shared.alerts.checkpoints import future_problem
+    from shared.timeparse import iso_from_ms
 
     if cp is None:
         return {"tenant": tenant, "exists": False}
@@ -83,10 +84,10 @@ def _describe(tenant: str, cp: Any, now_s: float) -> dict[str, Any]:
         "tenant": tenant,
         "exists": True,
         "watermark_ms": cp.watermark_ms,
-        "watermark": iso_ms(cp.watermark_ms),
+        "watermark": iso_from_ms(cp.watermark_ms),
         "ids_at_watermark": len(cp.ids_at_watermark),
         "lease_owner": cp.lease_owner if lease_live else None,
-        "lease_until": iso_ms(int(cp.lease_until * 1000)) if lease_live else None,
+        "lease_until": iso_from_ms(int(cp.lease_until * 1000)) if lease_live else None,
         "delivered_total": cp.delivered_total,
         "pages_total": cp.pages_total,
         "problem": future_problem(cp.watermark_ms, now_s=now_s),
@@ -153,30 +154,31 @@ def _confirm(args: argparse.Namespace, question: str) -> None:
 
 
 def _refuse_live_lease(name: str, cp: Any) -> None:
-    from shared.alerts.checkpoints import iso_ms
+    from shared.timeparse import iso_from_ms
 
     if cp is not None and cp.lease_owner is not None and cp.lease_until > time.time():
         raise McasError(
             f"a pull of {name} is running (lease held by {cp.lease_owner} until "
-            f"{iso_ms(int(cp.lease_until * 1000))}); try again when it has finished"
+            f"{iso_from_ms(int(cp.lease_until * 1000))}); try again when it has finished"
         )
 
 
 def run_set(args: argparse.Namespace) -> int:
     from mcasctl.alerts_cmd import _since_ms
-    from shared.alerts.checkpoints import STREAM_SCHEDULED, Checkpoint, iso_ms
+    from shared.alerts.checkpoints import STREAM_SCHEDULED, Checkpoint
+    from shared.timeparse import iso_from_ms
 
     since_ms = _since_ms(args.since)
     name = _profile_name(args)
     store = _store()
     cp = store.load(STREAM_SCHEDULED, name)
     _refuse_live_lease(name, cp)
-    before = iso_ms(cp.watermark_ms) if cp is not None else "none"
+    before = iso_from_ms(cp.watermark_ms) if cp is not None else "none"
     direction = "again " if cp is not None and since_ms < cp.watermark_ms else ""
     _confirm(
         args,
-        f"Move the alert checkpoint of {name} from {before} to {iso_ms(since_ms)}? The next pull delivers "
-        f"{direction}every alert created from {iso_ms(since_ms)} on.",
+        f"Move the alert checkpoint of {name} from {before} to {iso_from_ms(since_ms)}? "
+        f"The next pull delivers {direction}every alert created from {iso_from_ms(since_ms)} on.",
     )
     new = Checkpoint(
         watermark_ms=since_ms,
@@ -190,16 +192,17 @@ def run_set(args: argparse.Namespace) -> int:
         STREAM_SCHEDULED,
         name,
         before,
-        iso_ms(since_ms),
+        iso_from_ms(since_ms),
     )
-    result = {"tenant": name, "action": "set", "before": before, "after": iso_ms(since_ms)}
-    text = f"{name}: checkpoint moved from {before} to {iso_ms(since_ms)}"
+    result = {"tenant": name, "action": "set", "before": before, "after": iso_from_ms(since_ms)}
+    text = f"{name}: checkpoint moved from {before} to {iso_from_ms(since_ms)}"
     print(json.dumps(result) if args.json else text)
     return 0
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from shared.alerts.checkpoints import STREAM_SCHEDULED, iso_ms
+    from shared.alerts.checkpoints import STREAM_SCHEDULED
+    from shared.timeparse import iso_from_ms
 
     name = _profile_name(args)
     store = _store()
@@ -209,7 +212,7 @@ def run_reset(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else f"{name}: no checkpoint; nothing to reset")
         return 0
     _refuse_live_lease(name, cp)
-    before = iso_ms(cp.watermark_ms)
+    before = iso_from_ms(cp.watermark_ms)
     _confirm(
         args,
         f"Forget the alert checkpoint of {name} (watermark {before})? The next pull starts from "
@@ -225,10 +228,11 @@ def run_reset(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from mcasctl.alerts_cmd import _quiet_sdk_logs, _since_ms
     from mcasctl.pullrun import GateSink, Progress, ProgressSink, StopControl, stoppable_api
-    from shared.alerts.checkpoints import MemoryCheckpointStore, iso_ms
+    from shared.alerts.checkpoints import MemoryCheckpointStore
     from shared.alerts.pull import PullOptions, pull_tenant
     from shared.alerts.sinks import FileSink
     from shared.settings import get_settings
+    from shared.timeparse import iso_from_ms
 
     _quiet_sdk_logs(args)
     if args.out is None:
@@ -236,7 +240,7 @@ def run_export(args: argparse.Namespace) -> int:
     since_ms = _since_ms(args.since)
     until_ms = _since_ms(args.until, option="--until") if args.until else int(time.time() * 1000)
     if until_ms < since_ms:
-        raise UsageError("--until", f"({iso_ms(until_ms)}) is before --since ({iso_ms(since_ms)})")
+        raise UsageError("--until", f"({iso_from_ms(until_ms)}) is before --since ({iso_from_ms(since_ms)})")
     settings = get_settings()
     profile = settings.tenant(args.tenant) if args.tenant else settings.default_tenant
     path = outfile.prepare(args.out, append=args.append, overwrite=args.overwrite)
@@ -260,8 +264,8 @@ def run_export(args: argparse.Namespace) -> int:
         progress.close()
     summary = {
         "tenant": profile.name,
-        "since": iso_ms(since_ms),
-        "until": iso_ms(until_ms),
+        "since": iso_from_ms(since_ms),
+        "until": iso_from_ms(until_ms),
         "out": str(path),
         "alerts": result.alerts,
         "pages": result.pages,
@@ -278,7 +282,7 @@ def run_export(args: argparse.Namespace) -> int:
             f"written to {path} ({result.pages} pages, {result.requests} requests)"
         )
     if stop.stopped:
-        resume = iso_ms(result.watermark_ms) if result.watermark_ms is not None else summary["since"]
+        resume = iso_from_ms(result.watermark_ms) if result.watermark_ms is not None else summary["since"]
         print(
             f"{profile.name}: stopped before the window's end; continue with --since {resume} "
             f"--until {summary['until']} --append (alerts at exactly {resume} may repeat)",

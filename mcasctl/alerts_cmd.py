@@ -88,8 +88,8 @@ def register(subparsers: Any) -> None:
 
 def _since_ms(value: str, *, option: str = "--since") -> int:
     """An ISO-8601 time (UTC if no offset) as epoch ms; refused beyond now (plus clock skew)."""
-    from shared.alerts.checkpoints import CLOCK_SKEW_S, iso_ms
-    from shared.timeparse import parse_instant
+    from shared.alerts.checkpoints import CLOCK_SKEW_S
+    from shared.timeparse import iso_from_ms, parse_instant
 
     try:
         moment = parse_instant(value, "iso8601")
@@ -100,8 +100,8 @@ def _since_ms(value: str, *, option: str = "--since") -> int:
     if ms > now_ms + CLOCK_SKEW_S * 1000:
         raise UsageError(
             option,
-            f"{iso_ms(ms)} is in the future (now {iso_ms(now_ms)}): alerts are pulled by creation time, "
-            "so nothing would ever be delivered",
+            f"{iso_from_ms(ms)} is in the future (now {iso_from_ms(now_ms)}): "
+            "alerts are pulled by creation time, so nothing would ever be delivered",
         )
     return ms
 
@@ -193,11 +193,11 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def _interrupted_summary(result: Any, progress: Any) -> str:
     """What an interrupted run delivered (and committed) and what it did not."""
-    from shared.alerts.checkpoints import iso_ms
+    from shared.timeparse import iso_from_ms
 
     delivered = progress.tenants.get(result.tenant)
     uncommitted = (delivered.pages - result.pages) if delivered is not None else 0
-    where = iso_ms(result.watermark_ms) if result.watermark_ms is not None else "its start"
+    where = iso_from_ms(result.watermark_ms) if result.watermark_ms is not None else "its start"
     text = (
         f"{result.tenant}: stopped; {result.alerts} alerts in {result.pages} pages delivered and committed. "
         f"Not delivered: alerts created after {where}; the next pull continues from there"

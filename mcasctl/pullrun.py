@@ -53,7 +53,7 @@ class Progress:
         return bool(getattr(self.stream, "isatty", lambda: False)())
 
     def page(self, batch: AlertBatch) -> None:
-        from shared.alerts.model import iso_utc_ms
+        from shared.timeparse import iso_from_ms
 
         with self._lock:
             state = self.tenants.setdefault(batch.tenant, TenantProgress())
@@ -66,7 +66,7 @@ class Progress:
             else:
                 self.stream.write(
                     f"{batch.tenant}: page {state.pages}: {len(batch.alerts)} alerts up to "
-                    f"{iso_utc_ms(batch.last_ms)} ({state.alerts} in all)\n"
+                    f"{iso_from_ms(batch.last_ms)} ({state.alerts} in all)\n"
                 )
                 self.stream.flush()
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
 
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, ValidationError
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ISO_DURATION = re.compile(
@@ -25,6 +25,10 @@ _ISO_DURATION = re.compile(
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$")
 _RFC3339_NO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?$")
 
+# A service's ISO-8601 time (Graph sends up to 7 fractional digits; offset optional, UTC if absent).
+_SERVICE_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
+)
 _FIRST, _LAST = "0001-01-01", "9999-12-31"  # what a datetime holds
 InstantGrammar = Literal["rfc3339", "iso8601"]
 
@@ -125,5 +129,36 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def iso_from_ms(epoch_ms: int) -> str:
+    """`iso` of an epoch-millisecond time (alert times, watermarks)."""
+    return iso(datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def parse_iso_us(value: Any, *, what: str) -> int:
+    """ISO-8601 (Graph sends up to 7 fractional digits) -> microseconds since the epoch; exact to 1 µs."""
+    match = _SERVICE_ISO.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValidationError(f"{what} is not an ISO-8601 date-time ({value!r:.40})")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = (match.group(7) or "")[:6].ljust(6, "0")
+    zone = match.group(8) or "Z"
+    tz = UTC
+    if zone.upper() != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        moment = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=tz)
+    except ValueError as exc:
+        raise ValidationError(f"{what} is not a valid date-time ({exc})") from None
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def iso_utc_us(epoch_us: int) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_us)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from shared.alerts.checkpoints import STREAM_ADHOC
 from shared.alerts.config import AlertConfig
-from shared.alerts.model import iso_utc_ms
 from shared.alerts.pull import (
     MAX_TIME_MS,
     PullEnvironment,
@@ -30,7 +29,7 @@ from shared.errors import ConfigurationError, McasError, ValidationError
 from shared.log_context import log_context
 from shared.mda.filters import Filter, filter_from_json
 from shared.settings import Settings, get_settings
-from shared.timeparse import SETTING_DURATION
+from shared.timeparse import SETTING_DURATION, iso_from_ms
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,8 @@ class PullJob:
             {
                 "job_id": self.job_id,
                 "tenant": self.tenant,
-                "since": iso_utc_ms(self.start_ms),
-                "until": iso_utc_ms(self.end_ms),
+                "since": iso_from_ms(self.start_ms),
+                "until": iso_from_ms(self.end_ms),
                 "filters": self.filters.to_json(),
             }
         )

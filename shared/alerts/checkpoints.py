@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import TerminalError, TransientError
+from shared.timeparse import iso_from_ms
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -50,16 +51,12 @@ class FutureCheckpointError(TerminalError):
     nothing, silently. Refused on write; a stored one makes every run fail loudly until it is repaired."""
 
 
-def iso_ms(epoch_ms: int) -> str:
-    return dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
-
-
 def future_problem(watermark_ms: int, *, now_s: float) -> str | None:
     """Why `watermark_ms` is unacceptable as a checkpoint, or None when it is not beyond now (+ skew)."""
     if watermark_ms <= (now_s + CLOCK_SKEW_S) * 1000:
         return None
     return (
-        f"its watermark {iso_ms(watermark_ms)} is in the future (now {iso_ms(int(now_s * 1000))}): "
+        f"its watermark {iso_from_ms(watermark_ms)} is in the future (now {iso_from_ms(int(now_s * 1000))}): "
         "no alert would ever be delivered"
     )
 

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 from shared.alerts.checkpoints import STREAM_SCHEDULED, CheckpointStore
 from shared.alerts.config import AlertConfig
-from shared.alerts.model import iso_utc_ms
 from shared.alerts.probe import ProbeResult, probe_mda
 from shared.alerts.pull import (
     PullEnvironment,
@@ -58,6 +57,7 @@ from shared.mda.client import RequestStats
 from shared.mda.errors import BudgetExhaustedError
 from shared.settings import Settings, get_settings
 from shared.tenants.registry import TenantTarget
+from shared.timeparse import iso_from_ms
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -102,7 +102,7 @@ class TenantMessage:
             {
                 "v": MESSAGE_VERSION,
                 "tenant": self.tenant,
-                "slot": iso_utc_ms(self.slot * 1000),
+                "slot": iso_from_ms(self.slot * 1000),
                 "slot_s": self.slot,
                 "kind": self.kind,
                 "dedupe": self.dedupe or dedupe_key(self.tenant, self.slot, self.kind),
@@ -317,7 +317,7 @@ def run_timer_entry(*, past_due: bool = False) -> ScheduleResult:
     result = schedule_due(targets, state=fanout_state(), send=queue_sender(), now=time.time())
     log.info(
         "alert fan-out slot %s: %d tenants, %d queued, %d already queued, %d not due",
-        iso_utc_ms(result.slot * 1000),
+        iso_from_ms(result.slot * 1000),
         result.tenants,
         len(result.enqueued),
         result.already_queued,
@@ -600,7 +600,7 @@ def _next_followup(
 
 
 def _run_result(target: TenantTarget, started_wall: float) -> PullResult:
-    started = iso_utc_ms(int(started_wall * 1000))
+    started = iso_from_ms(int(started_wall * 1000))
     return PullResult(target.name, STREAM_SCHEDULED, target.name, uuid.uuid4().hex[:12], started)
 
 
@@ -615,7 +615,7 @@ def _idle_result(
 ) -> PullResult:
     result = _run_result(target, started_wall)
     ended = env.wall()
-    result.ended_at = iso_utc_ms(int(ended * 1000))
+    result.ended_at = iso_from_ms(int(ended * 1000))
     result.duration_s = round(ended - started_wall, 3)
     result.requests, result.throttled = stats.requests, stats.throttled
     result.watermark_ms = watermark_ms
@@ -635,7 +635,7 @@ def _probe_failure(
     env: TenantEnvironment,
 ) -> PullResult:
     result = _run_result(target, started_wall)
-    result.ended_at = iso_utc_ms(int(env.wall() * 1000))
+    result.ended_at = iso_from_ms(int(env.wall() * 1000))
     result.requests, result.throttled = stats.requests, stats.throttled
     result.watermark_ms = cp.watermark_ms
     if isinstance(exc, BudgetExhaustedError):

@@ -25,13 +25,14 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from shared.alerts.checkpoints import Checkpoint
-from shared.alerts.model import NormalizedAlert, NormalizedAlertV2, iso_utc_ms
+from shared.alerts.model import NormalizedAlert, NormalizedAlertV2
 from shared.alerts.record_v2 import graph_v2
 from shared.alerts.source import PageWindow, SourcePage
 from shared.errors import ValidationError
 from shared.graph.alerts import MAX_TOP, GraphAlertsApi, GraphPage, alerts_filter
 from shared.log_context import propagate
 from shared.mda.client import RequestStats
+from shared.timeparse import iso_from_ms
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ class GraphAlertSource:
         """The list filter for `since_ms <= lastUpdateDateTime [<= end_ms]` on the service sources."""
         return alerts_filter(
             self.service_sources,
-            since_iso=iso_utc_ms(max(0, since_ms)),
-            until_iso=iso_utc_ms(end_ms) if end_ms is not None else None,
+            since_iso=iso_from_ms(max(0, since_ms)),
+            until_iso=iso_from_ms(end_ms) if end_ms is not None else None,
         )
 
     def pages(

@@ -7,11 +7,11 @@ never silently mapped to something else. The API's object travels unchanged in `
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
 from shared.errors import ValidationError
+from shared.timeparse import iso_from_ms
 
 SCHEMA_VERSION = 1
 
@@ -254,11 +254,6 @@ def _opt_int(value: Any) -> int | None:
         return None
 
 
-def iso_utc_ms(epoch_ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def alert_id(raw: Mapping[str, Any]) -> str:
     value = raw.get("_id")
     if not isinstance(value, str) or not value:
@@ -311,7 +306,7 @@ def normalize(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlertV1:
         "schema_version": SCHEMA_VERSION,
         "id": alert_id(raw),
         "tenant": tenant,
-        "timestamp": iso_utc_ms(ts_ms),
+        "timestamp": iso_from_ms(ts_ms),
         "timestamp_ms": ts_ms,
         "title": _opt_str(raw.get("title")) or "",
         "description": _opt_str(raw.get("description")) or "",

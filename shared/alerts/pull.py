@@ -16,7 +16,6 @@ record (start, end, alerts, pages, 429s, lag, error).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import logging
 import time
@@ -34,13 +33,13 @@ from shared.alerts.checkpoints import (
     check_monotonic,
 )
 from shared.alerts.config import AlertConfig
-from shared.alerts.model import iso_utc_ms
 from shared.alerts.sinks import AlertBatch, Sink, build_sinks, deliver_all
 from shared.alerts.source import AlertSource, PageWindow, SourcePage, version_key
 from shared.errors import ConfigurationError, McasError, TerminalError
 from shared.log_context import log_context, propagate
 from shared.mda.alerts import AlertsApi
 from shared.mda.client import RequestStats
+from shared.timeparse import epoch_ms, iso_from_ms, parse_instant
 
 if TYPE_CHECKING:
     from shared.graph.alerts import GraphAlertsApi
@@ -348,7 +347,7 @@ class TenantRun:
 
 
 def _iso(epoch_s: float) -> str:
-    return iso_utc_ms(int(epoch_s * 1000))
+    return iso_from_ms(int(epoch_s * 1000))
 
 
 # -- health records ---------------------------------------------------------------------------------
@@ -358,7 +357,7 @@ def record_health(result: PullResult) -> None:
     """One row per run per tenant in `mcasHealth` (newest first within the tenant's partition)."""
     from shared.storage import TABLE_HEALTH, table_client
 
-    started_ms = int(dt.datetime.fromisoformat(result.started_at.replace("Z", "+00:00")).timestamp() * 1000)
+    started_ms = epoch_ms(parse_instant(result.started_at, "iso8601"))
     entity: dict[str, Any] = {
         "PartitionKey": f"alerts.{result.tenant}",
         "RowKey": f"{10**13 - started_ms:013d}-{result.run_id}",

@@ -17,7 +17,6 @@ value is `unknown`. https://learn.microsoft.com/graph/api/resources/security-ale
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -34,16 +33,13 @@ from shared.alerts.model import (
     _opt_str,
     alert_id,
     alert_timestamp_ms,
-    iso_utc_ms,
     record_schema,
 )
 from shared.errors import ValidationError
+from shared.timeparse import iso_from_ms, iso_utc_us, parse_iso_us
 
 SCHEMA_VERSION_2: Literal[2] = 2
 _HEX24 = re.compile(r"^[0-9a-fA-F]{24}$")
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
-)
 
 # MDA resolutionStatusValue -> (status, classification)
 MDA_STATE: dict[int, tuple[str, str]] = {
@@ -94,32 +90,6 @@ ALERT_SCHEMA_V2: dict[str, Any] = record_schema(
 )
 
 
-def parse_iso_us(value: Any, *, what: str) -> int:
-    """ISO-8601 (Graph sends up to 7 fractional digits) -> microseconds since the epoch; exact to 1 µs."""
-    match = _ISO.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ValidationError(f"{what} is not an ISO-8601 date-time ({value!r:.40})")
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    fraction = (match.group(7) or "")[:6].ljust(6, "0")
-    zone = match.group(8) or "Z"
-    tz = dt.UTC
-    if zone.upper() != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-    try:
-        moment = dt.datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=tz)
-    except ValueError as exc:
-        raise ValidationError(f"{what} is not a valid date-time ({exc})") from None
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def iso_utc_us(epoch_us: int) -> str:
-    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=epoch_us)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def _text(value: Any) -> str:
     return _opt_str(value) or ""
 
@@ -164,7 +134,7 @@ def mda_v2(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlertV2:
         "version": updated_us,
         "updated": iso_utc_us(updated_us),
         "updated_ms": updated_us // 1000,
-        "timestamp": iso_utc_ms(ts_ms),
+        "timestamp": iso_from_ms(ts_ms),
         "timestamp_ms": ts_ms,
         "title": _text(raw.get("title")),
         "description": _text(raw.get("description")),
@@ -248,7 +218,7 @@ def graph_v2(raw: Mapping[str, Any], *, tenant: str) -> NormalizedAlertV2:
         "version": updated_us,
         "updated": iso_utc_us(updated_us),
         "updated_ms": updated_us // 1000,
-        "timestamp": iso_utc_ms(created_us // 1000),
+        "timestamp": iso_from_ms(created_us // 1000),
         "timestamp_ms": created_us // 1000,
         "title": _text(raw.get("title")),
         "description": _text(raw.get("description")),

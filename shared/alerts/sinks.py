@@ -302,9 +302,9 @@ class WebhookSink:
         return f'{head},"data":{data_head},"alerts":[{",".join(batch.lines)}]}}}}'.encode()
 
     def deliver(self, batch: AlertBatch, *, deadline: float | None) -> None:
-        from shared.alerts.model import iso_utc_ms
+        from shared.timeparse import iso_from_ms
 
-        payload = self.body(batch, timestamp=iso_utc_ms(batch.last_ms))
+        payload = self.body(batch, timestamp=iso_from_ms(batch.last_ms))
         outcome = self._sender.send(self.url, payload, msg_id=f"msg_{batch.key}", deadline=deadline)
         if outcome.delivered:
             self.deliveries += 1

@@ -28,7 +28,7 @@ def test_kill_at_random_and_rerun(alerts_env, tmp_path):
 def test_kill_at_random_on_the_graph_change_feed(alerts_env, tmp_path):
     """The same on Microsoft Graph: every (id, version) of the feed delivered, none twice after the blob
     sink's idempotency, the cursor never moving back. 100 alerts a page (the simulator's `$top` cap)."""
-    from shared.alerts.record_v2 import parse_iso_us
+    from shared.timeparse import parse_iso_us
 
     sim = alerts_env["sim"]
     seed_last_day(sim, seed=6)

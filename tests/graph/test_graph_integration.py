@@ -152,7 +152,7 @@ def _probe() -> bool:
 
 
 def _us(iso: str) -> int:
-    from shared.alerts.record_v2 import parse_iso_us
+    from shared.timeparse import parse_iso_us
 
     return parse_iso_us(iso, what="test")
 

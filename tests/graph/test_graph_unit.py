@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from shared.alerts.checkpoints import Checkpoint
 from shared.alerts.graph_source import GraphAlertSource, seen_entry
-from shared.alerts.record_v2 import ALERT_SCHEMA_V2, graph_v2, mda_v2, parse_iso_us
+from shared.alerts.record_v2 import ALERT_SCHEMA_V2, graph_v2, mda_v2
 from shared.alerts.source import PageWindow
 from shared.backoff import Backoff
 from shared.errors import ValidationError
@@ -24,6 +24,7 @@ from shared.graph.alerts import GraphAlertsApi, alerts_filter
 from shared.graph.client import GraphClient
 from shared.mda.client import RequestStats
 from shared.mda.errors import MalformedResponseError, ServerError, ThrottledError
+from shared.timeparse import parse_iso_us
 from tests.alerts.fakes import FakeClock, FakeCredential
 from tests.alerts.test_model import DOC_EXAMPLE
 

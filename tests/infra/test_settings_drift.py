@@ -34,6 +34,7 @@ NOT_APP_SETTINGS: dict[str, str] = {
 }
 PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_", "APPSETTING_")
 
+
 def _not_an_app_setting(name: str) -> bool:
     return name in NOT_APP_SETTINGS or name.startswith(PLATFORM_PREFIXES)
 
@@ -99,11 +100,7 @@ def test_binding_expressions_and_connections_are_set_by_bicep() -> None:
 def test_bicep_sets_only_settings_the_app_reads() -> None:
     """A renamed or removed setting must not linger in the deployment."""
     read = {r.name for r in model.code_reads()}
-    stale = sorted(
-        name
-        for name in model.app_settings()
-        if name.startswith("MCAS_") and name not in read
-    )
+    stale = sorted(name for name in model.app_settings() if name.startswith("MCAS_") and name not in read)
     assert not stale, f"Bicep sets MCAS_* settings the app no longer reads: {stale}"
 
 
