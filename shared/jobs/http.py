@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.headers import header_value
+
 
 @dataclass(frozen=True)
 class ApiRequest:
@@ -21,11 +23,7 @@ class ApiRequest:
     body: bytes = b""
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
+        return header_value(self.headers, name)
 
     def origin(self) -> str:
         """`scheme://host[:port]` of the request, for absolute status URLs ('' when unknown)."""
