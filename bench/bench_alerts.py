@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -183,7 +182,7 @@ def bench_concurrent(
 
 
 def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2_500) -> dict[str, Any]:
-    from localdev.alert_trials import calibrate, run_trial
+    from localdev.alert_trials import TrialResult, kill_trials
 
     # 5 requests per second on both sides: a 25-page pull takes about 5 s (plus interpreter start-up); kill
     # moments are drawn inside a calibrated run, so they land before, between and inside pages, deliveries
@@ -193,25 +192,18 @@ def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2
     # A short lease, so each rerun after a kill waits at most 3 s for the dead run's lease to expire.
     env = {**world.env, "MCAS_RATE_LIMIT_PER_MINUTE": "5", "MCAS_ALERTS_LEASE_SECONDS": "3"}
     seeded = world.seed_ids(alerts)
-    duration = calibrate(env, workdir)
-    rng = random.Random(2024)
-    results = []
-    for trial in range(trials):
-        result = run_trial(
-            trial,
-            env=env,
-            expected_ids=seeded,
-            workdir=workdir,
-            rng=rng,
-            kill_after=(0.1 * duration, 0.9 * duration),
-            max_kills=2,
-        )
-        results.append(result)
+
+    def report(result: TrialResult) -> None:
         print(
-            f"  trial {trial:2d}: kills={result.kills} at {result.killed_at_s} runs={result.runs} "
+            f"  trial {result.trial:2d}: kills={result.kills} at {result.killed_at_s} runs={result.runs} "
             f"pages={result.page_blobs} raw_dups={result.raw_duplicates} ok={result.ok}",
             flush=True,
         )
+
+    run = kill_trials(
+        env, workdir, expected_ids=seeded, trials=trials, seed=2024, window=(0.1, 0.9), report=report
+    )
+    duration, results = run.calibrated_run_s, run.results
     return {
         "trials": trials,
         "alerts": alerts,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -142,7 +141,7 @@ def bench_idle(world: World, *, pulls: int = 5) -> dict[str, Any]:
 
 
 def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2_000) -> dict[str, Any]:
-    from localdev.alert_trials import calibrate, run_trial
+    from localdev.alert_trials import kill_trials
 
     # 5 Graph requests per second, 100 alerts a page: a 2,000-alert pull takes about 4 s plus start-up.
     world.configure(limit=5, window_s=1, max_top=100)
@@ -156,24 +155,18 @@ def bench_kill(world: World, workdir: Path, *, trials: int = 20, alerts: int = 2
     world.sim.graph("contoso", "POST", "alerts/change", {"count": 500, "status": "inProgress"})
     feed = world.sim.graph("contoso", "GET", "alerts")["alerts"]
     expected = _keys(feed)
-    duration = calibrate(env, workdir, source="graph")
-    rng = random.Random(2026)
-    results = []
-    for trial in range(trials):
-        result = run_trial(
-            trial,
-            env=env,
-            expected_ids=expected,
-            workdir=workdir,
-            rng=rng,
-            kill_after=(0.15 * duration, 0.85 * duration),
-            max_kills=2,
-            source="graph",
-            stream="alerts-graph",
-            by_version=True,
-        )
-        results.append(result)
-        print(f"  trial {trial}: {json.dumps(result.as_dict())}", flush=True)
+    run = kill_trials(
+        env,
+        workdir,
+        expected_ids=expected,
+        trials=trials,
+        seed=2026,
+        source="graph",
+        stream="alerts-graph",
+        by_version=True,
+        report=lambda result: print(f"  trial {result.trial}: {json.dumps(result.as_dict())}", flush=True),
+    )
+    duration, results = run.calibrated_run_s, run.results
     return {
         "trials": trials,
         "versions_in_feed": len(expected),

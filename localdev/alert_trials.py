@@ -260,3 +260,45 @@ def calibrate(env: dict[str, str], workdir: Path, *, source: str | None = None) 
     if code != 0:
         raise RuntimeError(f"calibration pull failed: {(workdir / f'{tenant}.log').read_text()[-2000:]}")
     return time.monotonic() - started
+
+
+@dataclass
+class KillTrials:
+    calibrated_run_s: float
+    results: list[TrialResult]
+
+
+def kill_trials(
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    expected_ids: set[str],
+    trials: int,
+    seed: int,
+    source: str | None = None,
+    window: tuple[float, float] = (0.15, 0.85),
+    report: Callable[[TrialResult], None] | None = None,
+    **options: Any,
+) -> KillTrials:
+    """`trials` runs, each killed up to twice at moments drawn inside `window` (fractions) of a calibrated,
+    unkilled run, then run to the end. `report` sees each trial's result as it ends (benchmarks print it)."""
+    duration = calibrate(env, workdir, source=source)
+    kill_after = (window[0] * duration, window[1] * duration)
+    rng = random.Random(seed)
+    results = []
+    for i in range(trials):
+        result = run_trial(
+            i,
+            env=env,
+            expected_ids=expected_ids,
+            workdir=workdir,
+            rng=rng,
+            kill_after=kill_after,
+            max_kills=2,
+            source=source,
+            **options,
+        )
+        if report is not None:
+            report(result)
+        results.append(result)
+    return KillTrials(calibrated_run_s=duration, results=results)

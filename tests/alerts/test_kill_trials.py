@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.alerts.trials import kill_trials, seed_last_day, trial_env
+from localdev.alert_trials import kill_trials
+from tests.alerts.trials import seed_last_day, trial_env
 
 
 @pytest.mark.slow
@@ -18,7 +19,7 @@ def test_kill_at_random_and_rerun(alerts_env, tmp_path):
     sim.mda("contoso", "POST", "throttle", {"limit": 3, "window_s": 1})
     seeded = seed_last_day(sim, seed=5)
     env = trial_env(MCAS_RATE_LIMIT_PER_MINUTE="3")
-    results = kill_trials(env, tmp_path, expected_ids=seeded, trials=3, seed=7)
+    results = kill_trials(env, tmp_path, expected_ids=seeded, trials=3, seed=7).results
     for r in results:
         assert r.ok, r.as_dict()
     assert all(r.kills >= 1 for r in results)
@@ -48,7 +49,7 @@ def test_kill_at_random_on_the_graph_change_feed(alerts_env, tmp_path):
             source="graph",
             stream="alerts-graph",
             by_version=True,
-        )
+        ).results
     finally:
         sim.graph("contoso", "POST", "reset")
     for r in results:

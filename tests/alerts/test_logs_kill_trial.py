@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.trials import kill_trials, seed_last_day, trial_env
+from localdev.alert_trials import kill_trials
+from tests.alerts.trials import seed_last_day, trial_env
 
 
 @pytest.mark.slow
@@ -25,7 +26,7 @@ def test_kill_at_random_and_rerun_loses_no_row(alerts_env: dict[str, Any], tmp_p
     try:
         results = kill_trials(
             env, tmp_path, expected_ids=seeded, trials=2, seed=11, sinks="blob,logs", logs_ids=logs_ids
-        )
+        ).results
     finally:
         sim.logs("DELETE", "records")
     for r in results:
