@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.discovery",
     "tests.fixtures.chaos",
     "tests.fixtures.fuzz",
+    "tests.fixtures.receiver",
 ]
 
 

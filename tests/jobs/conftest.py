@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.caches import reset_all_caches
-from tests.jobs.harness import SEALING_KEY, WEBHOOK_SECRET, CallbackReceiver, Client, running_host
+from tests.jobs.harness import SEALING_KEY, WEBHOOK_SECRET, Client, running_host
 
 TENANT = "contoso"
 
@@ -55,12 +55,3 @@ def host(jobs_env: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture
 def client(host: Any) -> Client:
     return Client(host.api_url)
-
-
-@pytest.fixture
-def receiver(simulator_pki: Any) -> Iterator[CallbackReceiver]:
-    rec = CallbackReceiver(simulator_pki.cert_file, simulator_pki.key_file)
-    try:
-        yield rec
-    finally:
-        rec.close()

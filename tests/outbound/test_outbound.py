@@ -12,7 +12,7 @@ from shared import standard_webhooks as sw
 from shared.outbound.addresses import Destination, DestinationRefused, checked_destination, is_public
 from shared.outbound.pinned import PinnedPoster
 from shared.outbound.sender import ALERT_WEBHOOK, CALLBACK, SignedSender
-from tests.jobs.harness import WEBHOOK_SECRET, CallbackReceiver
+from tests.jobs.harness import WEBHOOK_SECRET
 from tests.outbound.fakes import ScriptedPoster, public
 
 KEY = b"k" * 32
@@ -64,15 +64,6 @@ def test_every_resolved_address_is_checked_and_the_first_is_pinned():
     )
     with pytest.raises(DestinationRefused, match="loopback"):
         checked_destination(url, public_only=False, allow_loopback=True, resolve=lambda h, p: ["127.0.0.1"])
-
-
-@pytest.fixture
-def receiver(simulator_pki: Any):
-    rec = CallbackReceiver(simulator_pki.cert_file, simulator_pki.key_file)
-    try:
-        yield rec
-    finally:
-        rec.close()
 
 
 def test_the_pinned_connection_verifies_the_certificate_against_the_host_name(receiver):
