@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPEN = RESOLUTION_STATUSES["open"]
 STATUS_UNREAD, STATUS_READ = 0, 1
 STATE_CHUNK = 100
 
