@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.alerts.logs_records import encode, project
 from shared.alerts.sinks import AlertBatch, SinkError
 from shared.backoff import Backoff, parse_retry_after
-from shared.caches import register_cache_reset
+from shared.caches import KeptObjects
 
 if TYPE_CHECKING:
     import requests
@@ -382,28 +382,15 @@ class _ManagedIdentitySource:
         )
 
 
-_mi_lock = threading.Lock()
-_mi_credentials: dict[str, Any] = {}
+_mi_credentials: KeptObjects[str, Authorizer] = KeptObjects()
 
 
 def managed_identity_authorizer(scope: str) -> Authorizer:
     """One cached, single-flight credential per scope over the worker's managed identity."""
-    with _mi_lock:
-        credential = _mi_credentials.get(scope)
-        if credential is None:
-            from shared.auth.tokens import CachedCredential
 
-            credential = _mi_credentials[scope] = CachedCredential(
-                _ManagedIdentitySource(scope),
-                refresh_margin=300.0,
-            )
-        authorizer: Authorizer = credential
-        return authorizer
+    def build() -> Authorizer:
+        from shared.auth.tokens import CachedCredential
 
+        return CachedCredential(_ManagedIdentitySource(scope), refresh_margin=300.0)
 
-def _forget_managed_identity_credentials() -> None:
-    with _mi_lock:
-        _mi_credentials.clear()
-
-
-register_cache_reset(_forget_managed_identity_credentials)
+    return _mi_credentials.get(scope, build)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from shared.auth.confidential import (
     CertificateLoader,
@@ -29,26 +29,16 @@ from shared.auth.public import (
     default_token_cache_path,
 )
 from shared.auth.tokens import AccessToken, CachedCredential, SourceInfo, TokenDescription
-from shared.caches import register_cache_reset
+from shared.caches import KeptObjects, register_cache_reset
 from shared.errors import ConfigurationError
 from shared.settings import Settings, TenantProfile
 
-_lock = threading.RLock()
-_credentials: dict[tuple[Any, ...], CachedCredential] = {}
-_confidential: dict[tuple[Any, ...], ConfidentialClient] = {}
-_public: dict[tuple[Any, ...], PublicClient] = {}
+_lock = threading.Lock()
+_credentials: KeptObjects[tuple[Any, ...], CachedCredential] = KeptObjects()
+_confidential: KeptObjects[tuple[Any, ...], ConfidentialClient] = KeptObjects()
+_public: KeptObjects[tuple[Any, ...], PublicClient] = KeptObjects()
 _configs: dict[int, tuple[Settings, AuthConfig]] = {}
 _obo = OboCredentials()
-_Kept = TypeVar("_Kept")
-
-
-def _kept(cache: dict[tuple[Any, ...], _Kept], key: tuple[Any, ...], build: Callable[[], _Kept]) -> _Kept:
-    """`cache[key]`, built on first use under the lock, so concurrent callers share one object."""
-    with _lock:
-        value = cache.get(key)
-        if value is None:
-            value = cache[key] = build()
-        return value
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -100,8 +90,7 @@ def confidential_client(
         getattr(loader, "name", None),
         settings.key_vault_url,
     )
-    return _kept(
-        _confidential,
+    return _confidential.get(
         key,
         lambda: ConfidentialClient(
             authority_host=settings.authority_host,
@@ -116,8 +105,7 @@ def confidential_client(
 
 def public_client(settings: Settings, config: AuthConfig, profile: TenantProfile) -> PublicClient:
     key = (settings.authority_host, profile.tenant_id, profile.client_id)
-    return _kept(
-        _public,
+    return _public.get(
         key,
         lambda: PublicClient(
             authority_host=settings.authority_host,
@@ -168,7 +156,7 @@ def _client_credentials(
 def credential_for(settings: Settings, profile: TenantProfile) -> CachedCredential:
     config = auth_config(settings)
     key = (profile, settings.authority_host, settings.key_vault_url, config)
-    return _kept(_credentials, key, lambda: _build(settings, config, profile))
+    return _credentials.get(key, lambda: _build(settings, config, profile))
 
 
 def resource_credential_for(settings: Settings, profile: TenantProfile, scope: str) -> CachedCredential:
@@ -183,7 +171,7 @@ def resource_credential_for(settings: Settings, profile: TenantProfile, scope: s
         )
     config = auth_config(settings)
     key = (profile, settings.authority_host, settings.key_vault_url, config, scope)
-    return _kept(_credentials, key, lambda: _client_credentials(settings, config, profile, scope))
+    return _credentials.get(key, lambda: _client_credentials(settings, config, profile, scope))
 
 
 def obo_credential_for(settings: Settings, profile: TenantProfile, user_assertion: str) -> CachedCredential:
@@ -211,10 +199,10 @@ def obo_credential_for(settings: Settings, profile: TenantProfile, user_assertio
 
 
 def reset_credentials() -> None:
+    _credentials.clear()
+    _confidential.clear()
+    _public.clear()
     with _lock:
-        _credentials.clear()
-        _confidential.clear()
-        _public.clear()
         _configs.clear()
     _obo.clear()
 

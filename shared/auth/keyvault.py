@@ -28,7 +28,7 @@ from shared.auth.errors import (
 from shared.auth.redaction import redact, register_secret
 from shared.auth.retry import RetryableError, with_retries
 from shared.auth.singleflight import SingleFlight
-from shared.caches import register_cache_reset
+from shared.caches import KeptObjects
 from shared.errors import ConfigurationError
 from shared.netreason import is_tls_failure_text, os_reason
 from shared.settings import Settings
@@ -249,8 +249,7 @@ class SecretStore:
         self._entries.pop(name, None)
 
 
-_stores: dict[tuple[str, bool], SecretStore] = {}
-_stores_lock = threading.Lock()
+_stores: KeptObjects[tuple[str, bool], SecretStore] = KeptObjects()
 
 
 def secret_store(settings: Settings) -> SecretStore:
@@ -263,25 +262,15 @@ def secret_store(settings: Settings) -> SecretStore:
             "MCAS_KEY_VAULT_URL", "is required: the app reads its API credentials from Key Vault"
         )
     key = (vault, bool(settings.verify_key_vault_challenge_resource))
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            config = AuthConfig.from_settings(settings)
-            reader = AzureSecretReader(vault, verify_challenge_resource=key[1])
-            store = SecretStore(
-                reader,
-                vault_url=vault,
-                ttl=config.secret_cache_ttl,
-                attempts=config.retry_attempts,
-                backoff=config.retry_backoff,
-            )
-            _stores[key] = store
-        return store
 
+    def build() -> SecretStore:
+        config = AuthConfig.from_settings(settings)
+        return SecretStore(
+            AzureSecretReader(vault, verify_challenge_resource=key[1]),
+            vault_url=vault,
+            ttl=config.secret_cache_ttl,
+            attempts=config.retry_attempts,
+            backoff=config.retry_backoff,
+        )
 
-def reset_secret_stores() -> None:
-    with _stores_lock:
-        _stores.clear()
-
-
-register_cache_reset(reset_secret_stores)
+    return _stores.get(key, build)

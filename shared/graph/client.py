@@ -18,14 +18,13 @@ body; the Authorization header is never logged and never part of an error.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.backoff import Backoff, parse_retry_after
-from shared.caches import register_cache_reset
+from shared.caches import KeptObjects
 from shared.http_retry import Call, HttpSession, RequestStats, RetryingClient, Tries
 from shared.mda.client import _error_from
 from shared.mda.errors import ApiError, ApiUnavailableError, MalformedResponseError
@@ -160,31 +159,19 @@ def budget_key(profile: TenantProfile) -> str:
     return f"https://{profile.tenant_id or profile.name}.graph.{host}"
 
 
-_lock = threading.Lock()
-_clients: dict[TenantProfile, GraphClient] = {}
+_clients: KeptObjects[TenantProfile, GraphClient] = KeptObjects()
 
 
 def graph_client_for(profile: TenantProfile) -> GraphClient:
     """The worker's Graph client for a tenant profile (cached; token for `profile.graph_token_scope`)."""
     from shared.auth import resource_credential
 
-    with _lock:
-        client = _clients.get(profile)
-    if client is None:
-        client = GraphClient(
+    return _clients.get(
+        profile,
+        lambda: GraphClient(
             profile.graph_url,
             resource_credential(profile, profile.graph_token_scope),
             limiter=limiter_for(budget_key(profile), profile.graph_rate_limit_per_minute),
             tenant=profile.name,
-        )
-        with _lock:
-            client = _clients.setdefault(profile, client)
-    return client
-
-
-def reset_graph_clients() -> None:
-    with _lock:
-        _clients.clear()
-
-
-register_cache_reset(reset_graph_clients)
+        ),
+    )

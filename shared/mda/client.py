@@ -24,7 +24,6 @@ import logging
 import math
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.backoff import Backoff
-from shared.caches import register_cache_reset
+from shared.caches import KeptObjects, register_cache_reset
 from shared.http_retry import (
     MAX_RESPONSE_BYTES,
     MIN_ATTEMPT_S,
@@ -317,8 +316,7 @@ def _retry_after(response: requests.Response, message: str) -> float | None:
 
 # -- per-worker singletons ------------------------------------------------------------------------------
 
-_clients_lock = threading.Lock()
-_clients: dict[TenantProfile, MdaClient] = {}
+_clients: KeptObjects[TenantProfile, MdaClient] = KeptObjects()
 
 
 def client_for(profile: TenantProfile, *, user_assertion: str | None = None) -> MdaClient:
@@ -329,19 +327,15 @@ def client_for(profile: TenantProfile, *, user_assertion: str | None = None) -> 
     if user_assertion is not None:
         credential = api_credential(profile, user_assertion=user_assertion)
         return MdaClient(profile.api_url, credential, limiter=limiter, tenant=profile.name)
-    with _clients_lock:
-        client = _clients.get(profile)
-    if client is None:
-        client = MdaClient(profile.api_url, api_credential(profile), limiter=limiter, tenant=profile.name)
-        with _clients_lock:
-            client = _clients.setdefault(profile, client)
-    return client
+    return _clients.get(
+        profile,
+        lambda: MdaClient(profile.api_url, api_credential(profile), limiter=limiter, tenant=profile.name),
+    )
 
 
 def reset_clients() -> None:
     """Forget cached clients and the session (tests, `mcasctl`)."""
-    with _clients_lock:
-        _clients.clear()
+    _clients.clear()
     close_shared_session()
 
 
