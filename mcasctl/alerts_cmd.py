@@ -108,13 +108,14 @@ def _since_ms(value: str, *, option: str = "--since") -> int:
 
 def lookback_s(value: str) -> float:
     """`--lookback` needs a unit: `24` alone is refused rather than read as 24 seconds."""
-    from dataclasses import replace
-
-    from shared.timeparse import SETTING_DURATION, setting_seconds
+    from shared.timeparse import OPTION_DURATION, duration_seconds
 
     if value.strip() and value.strip()[-1:].isdigit():
         raise UsageError("--lookback", f"needs a unit, e.g. {value.strip()}h, {value.strip()}d or 90m")
-    return setting_seconds(value, name="--lookback", grammar=replace(SETTING_DURATION, bare_unit=None))
+    try:
+        return duration_seconds(value, OPTION_DURATION)
+    except ValueError as exc:
+        raise UsageError("--lookback", str(exc)) from None
 
 
 def _quiet_sdk_logs(args: argparse.Namespace) -> None:

@@ -54,6 +54,8 @@ class DurationGrammar:
 
 # Settings and operator input (`MCAS_FIRST_FETCH_LOOKBACK`, the ad-hoc pull message): `1.5h`, `90 m`, `3600`.
 SETTING_DURATION = DurationGrammar(bare_unit="s", fractions=True, spaces=True, echo=True)
+# Command-line options (`mcasctl alerts pull --lookback`): the settings grammar, but a unit is required.
+OPTION_DURATION = DurationGrammar(fractions=True, spaces=True, echo=True)
 # The jobs API (and its OpenAPI document): `90m`, `24h`, `7d`, `2w` or ISO-8601, nothing else.
 API_DURATION = DurationGrammar(iso=True, max_digits=7)
 

@@ -54,6 +54,12 @@ def test_a_lookback_without_a_unit_is_a_usage_error(capsys):
     assert "--lookback needs a unit, e.g. 24h, 24d or 90m" in err
 
 
+def test_a_lookback_that_is_not_a_duration_is_a_usage_error(capsys):
+    assert cli.main(["alerts", "pull", "--lookback", "1.5x"]) == 2
+    err = capsys.readouterr().err
+    assert "--lookback must be a duration such as 90m, 24h or 7d, got '1.5x'" in err
+
+
 def test_discovery_sources_lists_the_valid_ids(capsys):
     assert cli.main(["discovery", "sources"]) == 0
     lines = capsys.readouterr().out.splitlines()
